@@ -1,0 +1,1 @@
+//! mailbox-formats (work in progress)

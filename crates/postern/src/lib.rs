@@ -1,0 +1,1 @@
+//! postern library: config and wiring

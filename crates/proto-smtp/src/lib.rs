@@ -1,0 +1,1 @@
+//! proto-smtp (work in progress)

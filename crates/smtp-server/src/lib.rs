@@ -1,0 +1,1 @@
+//! smtp-server (work in progress)
