@@ -1,1 +1,118 @@
-//! store (work in progress)
+//! The persistence layer: the one source of truth for domains, accounts, aliases, mailboxes,
+//! messages and the outbound queue.
+//!
+//! Protocol code sees only [`Store`], a cheap-to-clone handle over the [`Backend`] trait, so a
+//! PostgreSQL backend can be added without touching any protocol crate. The store never sees a
+//! protocol type: addresses are plain lower-case strings, messages are raw bytes.
+//!
+//! Durability contract: every mutating call returns only after its effects are on disk
+//! (fsync'd). Concurrent mutations are batched into one transaction and one fsync (group
+//! commit), so durability does not cap throughput at one fsync per message.
+//!
+//! # Layout
+//! * `types`: the records the store hands out and takes in.
+//! * `error`: [`StoreError`].
+//! * `embedded`: the default backend, SQLite in WAL mode with a group-committing writer thread.
+#![deny(missing_docs)]
+
+mod embedded;
+mod error;
+mod types;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use types::*;
+
+/// Result type of every store call.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What every storage backend provides. Addresses and domains passed in must already be
+/// normalised by the caller (see [`normalize_address`]); the backend stores them as given.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    // ---- domains
+    /// Adds a hosted domain. [`StoreError::AlreadyExists`] if present.
+    async fn add_domain(&self, domain: &str) -> Result<()>;
+    /// Removes a hosted domain; refused with [`StoreError::Conflict`] while it has accounts or aliases.
+    async fn remove_domain(&self, domain: &str) -> Result<()>;
+    /// All hosted domains, sorted.
+    async fn list_domains(&self) -> Result<Vec<String>>;
+    /// Whether mail for `domain` is ours.
+    async fn is_local_domain(&self, domain: &str) -> Result<bool>;
+
+    // ---- accounts
+    /// Creates an account with its default mailboxes ([`DEFAULT_MAILBOXES`]).
+    async fn add_account(&self, address: &str, password_hash: &str) -> Result<AccountId>;
+    /// Deletes an account, its mailboxes, messages and the aliases that point at it.
+    async fn remove_account(&self, address: &str) -> Result<()>;
+    /// Replaces the password hash of an account.
+    async fn set_password(&self, address: &str, password_hash: &str) -> Result<()>;
+    /// Accounts, optionally of one domain, sorted by address.
+    async fn list_accounts(&self, domain: Option<&str>) -> Result<Vec<Account>>;
+    /// The account with exactly this address and its password hash.
+    async fn credentials(&self, address: &str) -> Result<Option<Credentials>>;
+
+    // ---- aliases
+    /// Adds `source -> target`. `source` is `local@domain` or `@domain` (catch-all).
+    async fn add_alias(&self, source: &str, target: &str) -> Result<()>;
+    /// Removes `source -> target`, or every target of `source` when `target` is `None`.
+    async fn remove_alias(&self, source: &str, target: Option<&str>) -> Result<()>;
+    /// Aliases, optionally of one domain, sorted.
+    async fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>>;
+    /// What one exact address is: an account and/or the targets of aliases with that source.
+    async fn lookup_address(&self, address: &str) -> Result<AddressLookup>;
+
+    // ---- mailboxes and messages
+    /// Mailboxes of an account, sorted by name, with message counts.
+    async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    /// Creates a mailbox (no-op error [`StoreError::AlreadyExists`] if present).
+    async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<Mailbox>;
+    /// Metadata of every message of a mailbox, in UID order.
+    async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
+    /// The raw bytes of a stored message.
+    async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>>;
+    /// Appends messages to a mailbox in one durable transaction; returns their UIDs.
+    async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>>;
+
+    // ---- delivery and queue
+    /// Durably stores one accepted message: a copy into the INBOX of each local account and,
+    /// if there are remote recipients, one queue entry. All or nothing.
+    async fn deliver(&self, delivery: Delivery) -> Result<DeliveryReceipt>;
+    /// The outbound queue, oldest first.
+    async fn list_queue(&self) -> Result<Vec<QueueEntry>>;
+
+    // ---- misc
+    /// Counts, for `postern stats` and benchmarks.
+    async fn stats(&self) -> Result<Stats>;
+}
+
+/// A cheap-to-clone handle on the configured backend.
+#[derive(Clone)]
+pub struct Store(Arc<dyn Backend>);
+
+impl Store {
+    /// Opens (creating if needed) the embedded store in `data_dir` (file `postern.db`).
+    pub fn open_embedded(data_dir: &Path) -> Result<Store> {
+        Ok(Store(Arc::new(embedded::Embedded::open(data_dir)?)))
+    }
+
+    /// Wraps any backend (used by tests and future backends).
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Store {
+        Store(backend)
+    }
+}
+
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+/// Lower-cases an address or domain the way the store keys them. Local parts are treated
+/// case-insensitively (RFC 5321 allows either; every mainstream server folds them).
+pub fn normalize_address(address: &str) -> String {
+    address.trim().to_lowercase()
+}

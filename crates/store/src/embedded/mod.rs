@@ -1,0 +1,647 @@
+//! The embedded backend: one SQLite database (`postern.db`) in WAL mode.
+//!
+//! Implementation notes:
+//! * Writes go through [`writer::Writer`] (group commit, `synchronous=FULL`).
+//! * Reads use a small pool of read-only connections on blocking threads; WAL lets them run
+//!   while the writer commits.
+//! * A checkpointer thread copies the WAL back into the database in the background, so the
+//!   writer never pays for checkpoints on the commit path.
+//! * Several processes may open the same database (the admin CLI while the server runs);
+//!   SQLite's locking and `busy_timeout` serialise their writes.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::types::*;
+use crate::{Backend, Result, StoreError};
+use writer::Writer;
+
+const DB_FILE: &str = "postern.db";
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 16;
+
+pub(crate) struct Embedded {
+    path: PathBuf,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")
+}
+
+impl Embedded {
+    pub(crate) fn open(data_dir: &Path) -> Result<Embedded> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        // WAL + FULL: a commit returns only after the WAL is fsync'd.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA wal_autocheckpoint = 0;
+             PRAGMA journal_size_limit = 67108864;",
+        )?;
+        schema::migrate(&mut conn)?;
+        spawn_checkpointer(path.clone())?;
+        Ok(Embedded { path, writer: Writer::start(conn), readers: Mutex::new(Vec::new()) })
+    }
+
+    fn reader(&self) -> Result<Connection> {
+        if let Some(c) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+
+    /// Runs a read on a pooled connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.reader()?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&conn);
+            (conn, r)
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("read task failed"))?;
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+/// Background PASSIVE checkpoints: never blocks readers or the writer.
+fn spawn_checkpointer(path: PathBuf) -> Result<()> {
+    let conn = Connection::open(&path)?;
+    configure(&conn)?;
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!("WAL checkpoint failed: {e}");
+                }
+            }
+        })
+        .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+    Ok(())
+}
+
+fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
+
+fn domain_id(conn: &Connection, domain: &str) -> Result<i64> {
+    conn.query_row("SELECT id FROM domains WHERE name = ?1", [domain], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("domain {domain}")))
+}
+
+fn account_id(conn: &Connection, address: &str) -> Result<i64> {
+    conn.query_row("SELECT id FROM accounts WHERE address = ?1", [address], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("account {address}")))
+}
+
+/// Next UIDVALIDITY: the current time, but strictly above any value handed out before, so a
+/// mailbox deleted and re-created within one second still gets a new one.
+fn next_uid_validity(conn: &Connection) -> Result<u32> {
+    let last: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'uid_validity'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let v = (now() & 0xffff_ffff).max(last + 1);
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('uid_validity', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [v],
+    )?;
+    Ok(v as u32)
+}
+
+fn insert_mailbox(
+    conn: &Connection,
+    account: i64,
+    name: &str,
+    special_use: Option<&str>,
+) -> Result<i64> {
+    let uv = next_uid_validity(conn)?;
+    conn.execute(
+        "INSERT INTO mailboxes (account_id, name, special_use, uid_validity) VALUES (?1, ?2, ?3, ?4)",
+        params![account, name, special_use, uv],
+    )
+    .map_err(|e| unique_violation(e, || format!("mailbox {name}")))?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn unique_violation(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::AlreadyExists(what())
+        }
+        _ => StoreError::Database(e),
+    }
+}
+
+/// Inserts (or finds) a blob by its hash.
+fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
+        params![hash, data.len() as i64, data],
+    )?;
+    Ok(conn.query_row("SELECT id FROM blobs WHERE hash = ?1", [hash], |r| r.get(0))?)
+}
+
+/// Deletes blobs among `candidates` that nothing references any more.
+fn collect_blobs(conn: &Connection, candidates: &[i64]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM blobs WHERE id = ?1
+           AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1)
+           AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)",
+    )?;
+    for id in candidates {
+        stmt.execute([id])?;
+    }
+    Ok(())
+}
+
+/// Appends one message to a mailbox: next UID, next MODSEQ.
+fn insert_message(
+    conn: &Connection,
+    mailbox: i64,
+    blob: i64,
+    size: usize,
+    internal_date: i64,
+    flags: &Flags,
+) -> Result<Uid> {
+    let (uid, modseq): (u32, i64) = conn
+        .prepare_cached(
+            "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1
+             WHERE id = ?1 RETURNING uid_next - 1, highest_modseq",
+        )?
+        .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    conn.prepare_cached(
+        "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        mailbox,
+        uid,
+        blob,
+        size as i64,
+        internal_date,
+        flags.system,
+        flags.keywords.join(" "),
+        modseq
+    ])?;
+    Ok(uid)
+}
+
+fn inbox_of(conn: &Connection, account: i64) -> Result<i64> {
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT id FROM mailboxes WHERE account_id = ?1 AND name = 'INBOX'")?
+        .query_row([account], |r| r.get(0))
+        .optional()?;
+    match found {
+        Some(id) => Ok(id),
+        // INBOX cannot be deleted, but be robust to a hand-edited database.
+        None => insert_mailbox(conn, account, "INBOX", None),
+    }
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    Sha256::digest(data).to_vec()
+}
+
+#[async_trait::async_trait]
+impl Backend for Embedded {
+    async fn add_domain(&self, domain: &str) -> Result<()> {
+        let domain = domain.to_string();
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO domains (name, created) VALUES (?1, ?2)",
+                    params![domain, now()],
+                )
+                .map_err(|e| unique_violation(e, || format!("domain {domain}")))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_domain(&self, domain: &str) -> Result<()> {
+        let domain = domain.to_string();
+        self.writer
+            .write(move |c| {
+                let id = domain_id(c, &domain)?;
+                let accounts: i64 =
+                    c.query_row("SELECT count(*) FROM accounts WHERE domain_id = ?1", [id], |r| {
+                        r.get(0)
+                    })?;
+                let aliases: i64 =
+                    c.query_row("SELECT count(*) FROM aliases WHERE domain_id = ?1", [id], |r| {
+                        r.get(0)
+                    })?;
+                if accounts > 0 || aliases > 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "domain {domain} still has {accounts} account(s) and {aliases} alias(es); remove them first"
+                    )));
+                }
+                c.execute("DELETE FROM domains WHERE id = ?1", [id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_domains(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT name FROM domains ORDER BY name")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    async fn is_local_domain(&self, domain: &str) -> Result<bool> {
+        let domain = domain.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT 1 FROM domains WHERE name = ?1")?
+                .exists([domain])?)
+        })
+        .await
+    }
+
+    async fn add_account(&self, address: &str, password_hash: &str) -> Result<AccountId> {
+        let (address, hash) = (address.to_string(), password_hash.to_string());
+        self.writer
+            .write(move |c| {
+                let domain = domain_id(c, domain_of(&address))?;
+                c.execute(
+                    "INSERT INTO accounts (address, domain_id, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
+                    params![address, domain, hash, now()],
+                )
+                .map_err(|e| unique_violation(e, || format!("account {address}")))?;
+                let id = c.last_insert_rowid();
+                for (name, special) in DEFAULT_MAILBOXES {
+                    insert_mailbox(c, id, name, *special)?;
+                }
+                Ok(AccountId(id))
+            })
+            .await
+    }
+
+    async fn remove_account(&self, address: &str) -> Result<()> {
+        let address = address.to_string();
+        self.writer
+            .write(move |c| {
+                let id = account_id(c, &address)?;
+                let blobs: Vec<i64> = {
+                    let mut stmt = c.prepare(
+                        "SELECT DISTINCT blob_id FROM messages WHERE mailbox_id IN
+                           (SELECT id FROM mailboxes WHERE account_id = ?1)",
+                    )?;
+                    stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+                };
+                c.execute(
+                    "DELETE FROM messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?1)",
+                    [id],
+                )?;
+                c.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id])?;
+                c.execute("DELETE FROM aliases WHERE target = ?1", [&address])?;
+                c.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
+                collect_blobs(c, &blobs)
+            })
+            .await
+    }
+
+    async fn set_password(&self, address: &str, password_hash: &str) -> Result<()> {
+        let (address, hash) = (address.to_string(), password_hash.to_string());
+        self.writer
+            .write(move |c| {
+                let n = c.execute(
+                    "UPDATE accounts SET password_hash = ?2 WHERE address = ?1",
+                    params![address, hash],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("account {address}")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_accounts(&self, domain: Option<&str>) -> Result<Vec<Account>> {
+        let domain = domain.map(str::to_string);
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT a.id, a.address, a.created FROM accounts a JOIN domains d ON d.id = a.domain_id
+                 WHERE ?1 IS NULL OR d.name = ?1 ORDER BY a.address",
+            )?;
+            let rows = stmt.query_map([domain], |r| {
+                Ok(Account { id: AccountId(r.get(0)?), address: r.get(1)?, created: r.get(2)? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn credentials(&self, address: &str) -> Result<Option<Credentials>> {
+        let address = address.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT id, address, password_hash FROM accounts WHERE address = ?1")?
+                .query_row([address], |r| {
+                    Ok(Credentials {
+                        id: AccountId(r.get(0)?),
+                        address: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn add_alias(&self, source: &str, target: &str) -> Result<()> {
+        let (source, target) = (source.to_string(), target.to_string());
+        self.writer
+            .write(move |c| {
+                let domain = domain_id(c, domain_of(&source))?;
+                c.execute(
+                    "INSERT INTO aliases (source, target, domain_id) VALUES (?1, ?2, ?3)",
+                    params![source, target, domain],
+                )
+                .map_err(|e| unique_violation(e, || format!("alias {source} -> {target}")))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_alias(&self, source: &str, target: Option<&str>) -> Result<()> {
+        let (source, target) = (source.to_string(), target.map(str::to_string));
+        self.writer
+            .write(move |c| {
+                let n = c.execute(
+                    "DELETE FROM aliases WHERE source = ?1 AND (?2 IS NULL OR target = ?2)",
+                    params![source, target],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(match target {
+                        Some(t) => format!("alias {source} -> {t}"),
+                        None => format!("alias {source}"),
+                    }));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>> {
+        let domain = domain.map(str::to_string);
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT a.source, a.target FROM aliases a JOIN domains d ON d.id = a.domain_id
+                 WHERE ?1 IS NULL OR d.name = ?1 ORDER BY a.source, a.target",
+            )?;
+            let rows =
+                stmt.query_map([domain], |r| Ok(Alias { source: r.get(0)?, target: r.get(1)? }))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn lookup_address(&self, address: &str) -> Result<AddressLookup> {
+        let address = address.to_string();
+        self.read(move |c| {
+            let account = c
+                .prepare_cached("SELECT id FROM accounts WHERE address = ?1")?
+                .query_row([&address], |r| r.get(0))
+                .optional()?
+                .map(AccountId);
+            let mut stmt =
+                c.prepare_cached("SELECT target FROM aliases WHERE source = ?1 ORDER BY target")?;
+            let alias_targets =
+                stmt.query_map([&address], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(AddressLookup { account, alias_targets })
+        })
+        .await
+    }
+
+    async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT m.id, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq,
+                        m.subscribed, (SELECT count(*) FROM messages WHERE mailbox_id = m.id)
+                 FROM mailboxes m WHERE m.account_id = ?1 ORDER BY m.name",
+            )?;
+            let rows = stmt.query_map([account.0], |r| {
+                Ok(Mailbox {
+                    id: MailboxId(r.get(0)?),
+                    account,
+                    name: r.get(1)?,
+                    special_use: r.get(2)?,
+                    uid_validity: r.get(3)?,
+                    uid_next: r.get(4)?,
+                    highest_modseq: r.get::<_, i64>(5)? as u64,
+                    subscribed: r.get(6)?,
+                    messages: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<Mailbox> {
+        let name = name.to_string();
+        let id = self.writer.write(move |c| insert_mailbox(c, account.0, &name, None)).await?;
+        self.list_mailboxes(account)
+            .await?
+            .into_iter()
+            .find(|m| m.id == MailboxId(id))
+            .ok_or_else(|| StoreError::NotFound("created mailbox".into()))
+    }
+
+    async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT uid, blob_id, size, internal_date, flags, keywords, modseq
+                 FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+            )?;
+            let rows = stmt.query_map([mailbox.0], |r| {
+                let keywords: String = r.get(5)?;
+                Ok(MessageMeta {
+                    uid: r.get(0)?,
+                    blob: BlobId(r.get(1)?),
+                    size: r.get::<_, i64>(2)? as u64,
+                    internal_date: r.get(3)?,
+                    flags: Flags {
+                        system: r.get(4)?,
+                        keywords: keywords.split_whitespace().map(str::to_string).collect(),
+                    },
+                    modseq: r.get::<_, i64>(6)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
+                .query_row([blob.0], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("blob {}", blob.0)))
+        })
+        .await
+    }
+
+    async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>> {
+        let hashed: Vec<(Vec<u8>, NewMessage)> =
+            messages.into_iter().map(|m| (sha256(&m.data), m)).collect();
+        self.writer
+            .write(move |c| {
+                let exists = c.prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?.exists([mailbox.0])?;
+                if !exists {
+                    return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
+                }
+                let mut uids = Vec::with_capacity(hashed.len());
+                for (hash, m) in &hashed {
+                    let blob = put_blob(c, hash, &m.data)?;
+                    uids.push(insert_message(c, mailbox.0, blob, m.data.len(), m.internal_date, &m.flags)?);
+                }
+                Ok(uids)
+            })
+            .await
+    }
+
+    async fn deliver(&self, d: Delivery) -> Result<DeliveryReceipt> {
+        // Hash on the caller's thread: the writer thread is the serial bottleneck.
+        let local_hash = (!d.local.is_empty()).then(|| sha256(&d.local_data));
+        let remote_hash = (!d.remote.is_empty()).then(|| sha256(&d.remote_data));
+        self.writer
+            .write(move |c| {
+                let mut local_uids = Vec::with_capacity(d.local.len());
+                if let Some(hash) = &local_hash {
+                    let blob = put_blob(c, hash, &d.local_data)?;
+                    for account in &d.local {
+                        let inbox = inbox_of(c, account.0)?;
+                        local_uids.push(insert_message(
+                            c,
+                            inbox,
+                            blob,
+                            d.local_data.len(),
+                            d.received,
+                            &Flags::default(),
+                        )?);
+                    }
+                }
+                let mut queue_id = None;
+                if let Some(hash) = &remote_hash {
+                    let blob = put_blob(c, hash, &d.remote_data)?;
+                    c.prepare_cached(
+                        "INSERT INTO queue (sender, blob_id, size, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",
+                    )?
+                    .execute(params![d.sender, blob, d.remote_data.len() as i64, d.received])?;
+                    let id = c.last_insert_rowid();
+                    let mut stmt = c.prepare_cached(
+                        "INSERT OR IGNORE INTO queue_recipients (queue_id, address) VALUES (?1, ?2)",
+                    )?;
+                    for rcpt in &d.remote {
+                        stmt.execute(params![id, rcpt])?;
+                    }
+                    queue_id = Some(id);
+                }
+                Ok(DeliveryReceipt { local_uids, queue_id })
+            })
+            .await
+    }
+
+    async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, sender, blob_id, size, created, next_attempt, attempts FROM queue ORDER BY id",
+            )?;
+            let mut entries = stmt
+                .query_map([], |r| {
+                    Ok(QueueEntry {
+                        id: r.get(0)?,
+                        sender: r.get(1)?,
+                        recipients: Vec::new(),
+                        blob: BlobId(r.get(2)?),
+                        size: r.get::<_, i64>(3)? as u64,
+                        created: r.get(4)?,
+                        next_attempt: r.get(5)?,
+                        attempts: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut stmt = c.prepare(
+                "SELECT address, status, last_error FROM queue_recipients WHERE queue_id = ?1 ORDER BY address",
+            )?;
+            for e in &mut entries {
+                e.recipients = stmt
+                    .query_map([e.id], |r| {
+                        Ok(QueueRecipient {
+                            address: r.get(0)?,
+                            status: RecipientStatus::parse(&r.get::<_, String>(1)?),
+                            last_error: r.get(2)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        self.read(|c| {
+            let count = |table: &str| -> rusqlite::Result<u64> {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+            };
+            Ok(Stats {
+                domains: count("domains")?,
+                accounts: count("accounts")?,
+                aliases: count("aliases")?,
+                messages: count("messages")?,
+                queued: count("queue")?,
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

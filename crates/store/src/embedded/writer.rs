@@ -1,0 +1,138 @@
+//! Group commit: one writer thread owns the write connection and runs every mutation.
+//!
+//! Callers enqueue jobs; the thread takes whatever is queued (up to [`MAX_BATCH`]), runs each
+//! job inside its own SAVEPOINT within one transaction, commits once (one WAL fsync with
+//! `synchronous=FULL`), and only then answers every caller. While one batch is being fsync'd
+//! the next one accumulates, so the number of fsyncs per second stays bounded while throughput
+//! grows with concurrency. A failing job rolls back only its own savepoint.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::{Result, StoreError};
+
+/// Upper bound on jobs per transaction: keeps one commit's latency bounded.
+const MAX_BATCH: usize = 512;
+
+/// A unit of work for the writer thread.
+pub(super) trait Job: Send {
+    /// Runs the work; returns whether it succeeded (failure rolls back its savepoint).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller: with its own result if the batch committed, else with `commit_error`.
+    fn finish(self: Box<Self>, commit_error: Option<String>);
+}
+
+struct TypedJob<T, F> {
+    work: Option<F>,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+            .unwrap_or(Err(StoreError::Unavailable("store job panicked")));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit_error: Option<String>) {
+        let result = match (commit_error, self.result) {
+            (None, Some(r)) => r,
+            (Some(e), Some(Err(own))) => {
+                tracing::debug!("job failed ({own}) in a batch that failed to commit: {e}");
+                Err(own)
+            }
+            (Some(e), _) => Err(StoreError::CommitFailed(e)),
+            (None, None) => Err(StoreError::Unavailable("job never ran")),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Handle for submitting jobs to the writer thread.
+#[derive(Clone)]
+pub(super) struct Writer {
+    tx: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub(super) fn start(conn: Connection) -> Writer {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run_writer(conn, rx))
+            .expect("spawning the store writer thread");
+        Writer { tx }
+    }
+
+    /// Runs `work` in the next batch; resolves once the batch is durable.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job = TypedJob { work: Some(work), result: None, reply };
+        self.tx
+            .send(Box::new(job))
+            .map_err(|_| StoreError::Unavailable("store writer stopped"))?;
+        rx.await.map_err(|_| StoreError::Unavailable("store writer stopped"))?
+    }
+}
+
+fn run_writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = run_batch(&conn, &mut batch);
+        if let Err(e) = &outcome {
+            tracing::error!("store commit failed for {} jobs: {e}", batch.len());
+        }
+        let err = outcome.err().map(|e| e.to_string());
+        for job in batch {
+            job.finish(err.clone());
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    // IMMEDIATE takes the write lock now, waiting (busy_timeout) for an admin CLI process.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for job in batch.iter_mut() {
+        let step = (|| {
+            conn.execute_batch("SAVEPOINT job")?;
+            if job.run(conn) {
+                conn.execute_batch("RELEASE job")
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            }
+        })();
+        if let Err(e) = step {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Records the store takes in and hands out.
+
+/// Row id of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub i64);
+
+/// Row id of a mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MailboxId(pub i64);
+
+/// Row id of a stored message body (shared by every copy of the same bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(pub i64);
+
+/// IMAP unique identifier of a message within one mailbox (RFC 9051 2.3.1.1).
+pub type Uid = u32;
+
+/// Mailboxes every new account gets, with their RFC 6154 special-use attribute.
+pub const DEFAULT_MAILBOXES: &[(&str, Option<&str>)] = &[
+    ("INBOX", None),
+    ("Sent", Some("\\Sent")),
+    ("Drafts", Some("\\Drafts")),
+    ("Trash", Some("\\Trash")),
+    ("Junk", Some("\\Junk")),
+    ("Archive", Some("\\Archive")),
+];
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Row id.
+    pub id: AccountId,
+    /// Lower-case `local@domain`.
+    pub address: String,
+    /// Creation time, unix seconds.
+    pub created: i64,
+}
+
+/// What authentication needs about an account.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Row id.
+    pub id: AccountId,
+    /// Lower-case address.
+    pub address: String,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+}
+
+/// One alias row: mail for `source` goes to `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// `local@domain`, or `@domain` for a catch-all.
+    pub source: String,
+    /// Any address, local or remote.
+    pub target: String,
+}
+
+/// What one exact address is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressLookup {
+    /// The account with this address, if any.
+    pub account: Option<AccountId>,
+    /// Targets of aliases whose source is this address.
+    pub alias_targets: Vec<String>,
+}
+
+/// A mailbox of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Row id.
+    pub id: MailboxId,
+    /// Owner.
+    pub account: AccountId,
+    /// Full name, hierarchy delimiter "/".
+    pub name: String,
+    /// RFC 6154 attribute such as `\Sent`.
+    pub special_use: Option<String>,
+    /// UIDVALIDITY; changes only if the mailbox is re-created.
+    pub uid_validity: u32,
+    /// The UID the next message will get.
+    pub uid_next: Uid,
+    /// CONDSTORE HIGHESTMODSEQ.
+    pub highest_modseq: u64,
+    /// Number of messages.
+    pub messages: u32,
+    /// Subscribed (IMAP LSUB).
+    pub subscribed: bool,
+}
+
+/// IMAP system flags as stored (bit set) plus keywords.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// Bit set of [`Flags::SEEN`] etc.
+    pub system: u32,
+    /// Keywords, as given (IMAP keywords are case-insensitive atoms).
+    pub keywords: Vec<String>,
+}
+
+impl Flags {
+    /// `\Seen`
+    pub const SEEN: u32 = 1;
+    /// `\Answered`
+    pub const ANSWERED: u32 = 2;
+    /// `\Flagged`
+    pub const FLAGGED: u32 = 4;
+    /// `\Deleted`
+    pub const DELETED: u32 = 8;
+    /// `\Draft`
+    pub const DRAFT: u32 = 16;
+
+    const NAMES: [(u32, &'static str); 5] = [
+        (Self::SEEN, "\\Seen"),
+        (Self::ANSWERED, "\\Answered"),
+        (Self::FLAGGED, "\\Flagged"),
+        (Self::DELETED, "\\Deleted"),
+        (Self::DRAFT, "\\Draft"),
+    ];
+
+    /// Builds flags from IMAP flag names; system flags are matched case-insensitively,
+    /// anything else not starting with a backslash is a keyword, other `\X` are dropped.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Flags {
+        let mut f = Flags::default();
+        for n in names {
+            let n = n.as_ref();
+            if let Some((bit, _)) = Self::NAMES.iter().find(|(_, s)| s.eq_ignore_ascii_case(n)) {
+                f.system |= bit;
+            } else if !n.starts_with('\\') && !n.is_empty() && !f.keywords.iter().any(|k| k == n) {
+                f.keywords.push(n.to_string());
+            }
+        }
+        f
+    }
+
+    /// All flag names, system flags first.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = Self::NAMES
+            .iter()
+            .filter(|(bit, _)| self.system & bit != 0)
+            .map(|(_, s)| s.to_string())
+            .collect();
+        v.extend(self.keywords.iter().cloned());
+        v
+    }
+
+    /// Whether `\Seen` is set.
+    pub fn seen(&self) -> bool {
+        self.system & Self::SEEN != 0
+    }
+}
+
+/// Metadata of one message in one mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// UID within the mailbox.
+    pub uid: Uid,
+    /// The stored bytes.
+    pub blob: BlobId,
+    /// RFC822.SIZE: exact octets of the stored message.
+    pub size: u64,
+    /// INTERNALDATE, unix seconds.
+    pub internal_date: i64,
+    /// Flags and keywords.
+    pub flags: Flags,
+    /// CONDSTORE MODSEQ of the last change.
+    pub modseq: u64,
+}
+
+/// A message to append (import, IMAP APPEND).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Raw bytes, CRLF line endings.
+    pub data: Vec<u8>,
+    /// INTERNALDATE, unix seconds.
+    pub internal_date: i64,
+    /// Initial flags.
+    pub flags: Flags,
+}
+
+/// One accepted message to store durably.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Envelope sender; `None` for the null reverse-path `<>`.
+    pub sender: Option<String>,
+    /// Local accounts to deliver into (INBOX), deduplicated by the caller.
+    pub local: Vec<AccountId>,
+    /// Bytes for the local copies (with Return-Path).
+    pub local_data: Vec<u8>,
+    /// Remote recipients to queue.
+    pub remote: Vec<String>,
+    /// Bytes for the queued copy (without Return-Path).
+    pub remote_data: Vec<u8>,
+    /// Reception time, unix seconds (INTERNALDATE of the local copies).
+    pub received: i64,
+}
+
+/// What [`crate::Backend::deliver`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReceipt {
+    /// UID given in each local INBOX, in the order of [`Delivery::local`].
+    pub local_uids: Vec<Uid>,
+    /// The queue entry created for remote recipients.
+    pub queue_id: Option<i64>,
+}
+
+/// State of one recipient of a queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientStatus {
+    /// Waiting for (another) delivery attempt.
+    Pending,
+    /// The peer accepted it.
+    Delivered,
+    /// Permanently failed (bounced).
+    Failed,
+}
+
+impl RecipientStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientStatus::Pending => "pending",
+            RecipientStatus::Delivered => "delivered",
+            RecipientStatus::Failed => "failed",
+        }
+    }
+    /// Parses the stored spelling (unknown values read as pending).
+    pub fn parse(s: &str) -> RecipientStatus {
+        match s {
+            "delivered" => RecipientStatus::Delivered,
+            "failed" => RecipientStatus::Failed,
+            _ => RecipientStatus::Pending,
+        }
+    }
+}
+
+/// One recipient of a queue entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRecipient {
+    /// Address.
+    pub address: String,
+    /// Status.
+    pub status: RecipientStatus,
+    /// Last error text from a delivery attempt.
+    pub last_error: Option<String>,
+}
+
+/// A message waiting in the outbound queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// Queue id.
+    pub id: i64,
+    /// Envelope sender, `None` for `<>`.
+    pub sender: Option<String>,
+    /// Recipients with their status.
+    pub recipients: Vec<QueueRecipient>,
+    /// The message bytes.
+    pub blob: BlobId,
+    /// Size in octets.
+    pub size: u64,
+    /// When it was queued, unix seconds.
+    pub created: i64,
+    /// Earliest next attempt, unix seconds.
+    pub next_attempt: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// Counts over the whole store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Hosted domains.
+    pub domains: u64,
+    /// Accounts.
+    pub accounts: u64,
+    /// Aliases.
+    pub aliases: u64,
+    /// Messages in all mailboxes.
+    pub messages: u64,
+    /// Queue entries.
+    pub queued: u64,
+}
