@@ -1,0 +1,119 @@
+//! Wiring: opens the store, builds the authenticator and deliverer, binds every configured
+//! listener and runs them until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use auth::{Authenticator, FailureLimiter};
+use net::{ConnLimits, ShutdownTrigger, TlsMode};
+use queue::Deliverer;
+use smtp_server::{Role, Settings, SmtpServer};
+use store::Store;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+
+/// How long shutdown waits for sessions to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A started server.
+pub struct Running {
+    /// Each active listener's name and the address it is bound to.
+    pub listeners: Vec<(&'static str, SocketAddr)>,
+    /// Configured listeners this version does not serve yet, with their addresses.
+    pub unavailable: Vec<(&'static str, SocketAddr)>,
+    /// The store the server uses.
+    pub store: Store,
+    trigger: ShutdownTrigger,
+    tracker: TaskTracker,
+}
+
+impl Running {
+    /// The bound address of listener `name`.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+    }
+
+    /// Stops accepting, lets sessions finish (bounded), and returns.
+    pub async fn shutdown(self) {
+        self.trigger.trigger();
+        self.tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.tracker.wait()).await.is_err() {
+            tracing::warn!("sessions still running after {DRAIN_TIMEOUT:?}; exiting anyway");
+        }
+    }
+}
+
+/// Opens the store and starts every configured listener.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let store = Store::open_embedded(&config.data_dir)
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let tls_files = match (&config.tls.cert, &config.tls.key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
+    };
+    let (acceptor, files) = net::load_tls(tls_files, &config.data_dir, &config.hostname)?;
+    tracing::info!(cert = %files.cert.display(), self_signed = files.generated, "TLS ready");
+
+    let limiter = FailureLimiter::new(
+        config.auth.max_failures,
+        Duration::from_secs(config.auth.failure_window),
+        Duration::from_secs(config.auth.lockout),
+    );
+    let auth = Authenticator::new(store.clone(), limiter);
+    let deliverer = Deliverer::new(store.clone());
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let tracker = TaskTracker::new();
+    let l = &config.limits;
+    let conn_limits = ConnLimits {
+        max_connections: l.max_connections,
+        max_per_ip: l.max_connections_per_ip,
+        handshake_timeout: Duration::from_secs(30),
+    };
+    let smtp_settings = |role| Settings {
+        hostname: config.hostname.clone(),
+        role,
+        max_message_size: l.max_message_size as usize,
+        max_recipients: l.max_recipients,
+        command_timeout: Duration::from_secs(l.smtp_command_timeout),
+        data_timeout: Duration::from_secs(l.smtp_data_timeout),
+        max_errors: l.smtp_max_errors,
+        allow_plaintext_auth: config.auth.allow_plaintext,
+    };
+
+    let listen = config.listeners();
+    let smtp_listeners = [
+        ("smtp", listen.smtp, Role::Mx, false),
+        ("submission", listen.submission, Role::Submission, false),
+        ("submissions", listen.submissions, Role::Submission, true),
+    ];
+    let mut listeners = Vec::new();
+    for (name, addr, role, implicit) in smtp_listeners {
+        let Some(addr) = addr else { continue };
+        let socket = TcpListener::bind(addr).await.with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
+        let bound = socket.local_addr()?;
+        let server = Arc::new(SmtpServer::new(
+            smtp_settings(role),
+            deliverer.clone(),
+            auth.clone(),
+            (!implicit).then(|| acceptor.clone()),
+        ));
+        let tls = if implicit { TlsMode::Implicit(acceptor.clone()) } else { TlsMode::Plain };
+        tracker.spawn(net::serve(socket, tls, conn_limits.clone(), server, shutdown.clone(), tracker.clone()));
+        listeners.push((name, bound));
+    }
+    let unavailable = [
+        ("imap", listen.imap),
+        ("imaps", listen.imaps),
+        ("pop3", listen.pop3),
+        ("pop3s", listen.pop3s),
+        ("http", listen.http),
+    ]
+    .into_iter()
+    .filter_map(|(n, a)| a.map(|a| (n, a)))
+    .collect();
+    Ok(Running { listeners, unavailable, store, trigger, tracker })
+}
