@@ -136,6 +136,8 @@ impl Default for Limits {
 pub struct Auth {
     /// Allow passwords over unencrypted connections from non-loopback clients.
     pub allow_plaintext: bool,
+    /// Treat loopback clients as local, allowing passwords without TLS (default true).
+    pub plaintext_on_loopback: bool,
     /// Failed logins from one IP within `failure_window` before it is locked out.
     pub max_failures: u32,
     /// Seconds over which failures are counted.
@@ -146,7 +148,7 @@ pub struct Auth {
 
 impl Default for Auth {
     fn default() -> Auth {
-        Auth { allow_plaintext: false, max_failures: 5, failure_window: 300, lockout: 300 }
+        Auth { allow_plaintext: false, plaintext_on_loopback: true, max_failures: 5, failure_window: 300, lockout: 300 }
     }
 }
 

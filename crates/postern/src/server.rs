@@ -82,6 +82,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         data_timeout: Duration::from_secs(l.smtp_data_timeout),
         max_errors: l.smtp_max_errors,
         allow_plaintext_auth: config.auth.allow_plaintext,
+        plaintext_auth_on_loopback: config.auth.plaintext_on_loopback,
     };
 
     let listen = config.listeners();

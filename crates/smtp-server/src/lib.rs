@@ -51,6 +51,8 @@ pub struct Settings {
     pub max_errors: u32,
     /// Offer AUTH on unencrypted non-loopback connections.
     pub allow_plaintext_auth: bool,
+    /// Offer AUTH on unencrypted loopback connections.
+    pub plaintext_auth_on_loopback: bool,
 }
 
 /// Longest command line accepted, terminator excluded. RFC 5321 4.5.3.1.4 sets 512 octets

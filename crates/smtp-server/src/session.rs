@@ -263,7 +263,9 @@ impl Session {
     /// Whether AUTH may be offered/used on this connection now.
     pub(crate) fn auth_allowed(&self) -> bool {
         self.srv.settings.role == Role::Submission
-            && (self.is_tls() || self.peer.ip().is_loopback() || self.srv.settings.allow_plaintext_auth)
+            && (self.is_tls()
+                || self.srv.settings.allow_plaintext_auth
+                || (self.srv.settings.plaintext_auth_on_loopback && self.peer.ip().is_loopback()))
     }
 
     async fn handle_starttls(&mut self) -> Result<(), End> {

@@ -1,0 +1,12 @@
+//! Integration tests: a real Postern server on ephemeral loopback ports, spoken to over TCP
+//! with raw transcripts, a real SMTP client library (lettre), real client programs (swaks),
+//! and the real binary (CLI, SIGKILL crash test).
+
+#![allow(unreachable_pub)]
+
+mod cli;
+mod crash;
+mod interop;
+mod smtp_mx;
+mod submission;
+mod support;

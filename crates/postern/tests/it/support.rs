@@ -1,0 +1,220 @@
+//! Test harness: a real server on ephemeral loopback ports with a temp data dir, a raw SMTP
+//! client for exact transcripts, and helpers to inspect what was stored.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern::config::Config;
+use postern::server::Running;
+use store::{Store, normalize_address};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestServer {
+    pub _dir: tempfile::TempDir,
+    pub running: Running,
+    pub store: Store,
+}
+
+/// Config for a test server: all SMTP listeners on port 0, plus `extra` TOML.
+pub fn test_config(dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\n",
+        dir.display()
+    )
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::with_config("").await
+    }
+
+    /// Starts with extra top-level TOML (e.g. "[limits]\nmax_recipients = 2").
+    pub async fn with_config(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(&test_config(dir.path(), extra)).unwrap();
+        let running = postern::server::start(&config).await.unwrap();
+        let store = running.store.clone();
+        let s = TestServer { _dir: dir, running, store };
+        s.store.add_domain("naver.test").await.unwrap();
+        s.add_user("lee@naver.test").await;
+        s
+    }
+
+    pub async fn add_user(&self, address: &str) {
+        // A cheap-to-verify hash is not possible with argon2 defaults; hashing once per user is fine.
+        let hash = auth::hash_password(PASSWORD).unwrap();
+        self.store.add_account(address, &hash).await.unwrap();
+    }
+
+    pub fn smtp(&self) -> SocketAddr {
+        self.running.addr("smtp").unwrap()
+    }
+    pub fn submission(&self) -> SocketAddr {
+        self.running.addr("submission").unwrap()
+    }
+    pub fn submissions(&self) -> SocketAddr {
+        self.running.addr("submissions").unwrap()
+    }
+
+    /// The raw messages in `address`'s mailbox `mailbox`.
+    pub async fn messages(&self, address: &str, mailbox: &str) -> Vec<Vec<u8>> {
+        messages_in(&self.store, address, mailbox).await
+    }
+}
+
+pub async fn messages_in(store: &Store, address: &str, mailbox: &str) -> Vec<Vec<u8>> {
+    let creds = store.credentials(&normalize_address(address)).await.unwrap().expect("no such user");
+    let boxes = store.list_mailboxes(creds.id).await.unwrap();
+    let mb = boxes.iter().find(|m| m.name == mailbox).expect("no such mailbox");
+    let mut out = Vec::new();
+    for m in store.list_messages(mb.id).await.unwrap() {
+        out.push(store.read_blob(m.blob).await.unwrap());
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// One SMTP reply: code and the text lines (after "NNN-"/"NNN ").
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A scripted SMTP client for exact transcripts.
+pub struct Raw {
+    pub io: BufReader<Box<dyn Io>>,
+}
+
+impl Raw {
+    /// Connects and reads the greeting (asserting 220).
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut raw = Raw { io: BufReader::new(Box::new(tcp)) };
+        raw.expect(220).await;
+        raw
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.io.get_mut().write_all(bytes).await.unwrap();
+        self.io.get_mut().flush().await.unwrap();
+    }
+
+    /// Sends one command line (CRLF added).
+    pub async fn line(&mut self, line: &str) {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+    }
+
+    /// Reads one reply; `None` at EOF. Times out after 10 s.
+    pub async fn reply(&mut self) -> Option<Reply> {
+        tokio::time::timeout(Duration::from_secs(10), self.reply_inner()).await.expect("timed out waiting for a reply")
+    }
+
+    async fn reply_inner(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            if self.io.read_line(&mut l).await.ok()? == 0 {
+                return None;
+            }
+            let l = l.trim_end_matches(['\r', '\n']);
+            assert!(l.len() >= 3, "short reply line {l:?}");
+            let code: u16 = l[..3].parse().unwrap_or_else(|_| panic!("bad reply line {l:?}"));
+            lines.push(l.get(4..).unwrap_or("").to_string());
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    /// Reads a reply and asserts its code.
+    pub async fn expect(&mut self, code: u16) -> Reply {
+        let r = self.reply().await.expect("connection closed");
+        assert_eq!(r.code, code, "unexpected reply {r:?}");
+        r
+    }
+
+    /// Sends a command and asserts the reply code.
+    pub async fn cmd(&mut self, line: &str, code: u16) -> Reply {
+        self.line(line).await;
+        self.expect(code).await
+    }
+
+    /// Upgrades to TLS (after a 220 to STARTTLS), accepting any certificate.
+    pub async fn start_tls(self) -> Raw {
+        let Raw { io } = self;
+        assert!(io.buffer().is_empty(), "server sent data before the TLS handshake");
+        let inner = io.into_inner();
+        let connector = tokio_rustls::TlsConnector::from(insecure_client_config());
+        let name = rustls_pki_types::ServerName::try_from("mx.naver.test").unwrap();
+        let tls = connector.connect(name, inner).await.unwrap();
+        Raw { io: BufReader::new(Box::new(tls)) }
+    }
+
+    /// Connects with implicit TLS and reads the greeting.
+    pub async fn connect_tls(addr: SocketAddr) -> Raw {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let raw = Raw { io: BufReader::new(Box::new(tcp)) };
+        let mut raw = raw.start_tls().await;
+        raw.expect(220).await;
+        raw
+    }
+
+    /// Whether the server closed the connection (EOF) within 10 s.
+    pub async fn closed(&mut self) -> bool {
+        self.reply().await.is_none()
+    }
+}
+
+pub fn insecure_client_config() -> Arc<rustls::ClientConfig> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    /// Tests talk to a self-signed certificate.
+    #[derive(Debug)]
+    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A small well-formed message.
+pub fn message(subject: &str, body: &str) -> String {
+    format!("From: Kim <kim@daum.test>\r\nTo: Lee <lee@naver.test>\r\nSubject: {subject}\r\nDate: Sun, 22 Nov 2026 10:00:00 +0900\r\nMessage-ID: <{subject}@daum.test>\r\n\r\n{body}\r\n")
+}
