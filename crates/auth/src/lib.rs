@@ -59,7 +59,10 @@ pub struct Authenticator {
 impl Authenticator {
     /// Creates an authenticator sharing one limiter across all protocols.
     pub fn new(store: Store, limiter: FailureLimiter) -> Authenticator {
-        Authenticator { store, limiter: Arc::new(limiter) }
+        Authenticator {
+            store,
+            limiter: Arc::new(limiter),
+        }
     }
 
     /// Verifies `username` (an address, any case) and `password` for a client at `ip`.
@@ -75,7 +78,13 @@ impl Authenticator {
         let creds = self.store.credentials(&address).await?;
         // Unknown users still pay for a hash check, so timing does not reveal which accounts exist.
         let (hash, identity) = match creds {
-            Some(c) => (c.password_hash, Some(Identity { account: c.id, address: c.address })),
+            Some(c) => (
+                c.password_hash,
+                Some(Identity {
+                    account: c.id,
+                    address: c.address,
+                }),
+            ),
             None => (password::dummy_hash().to_string(), None),
         };
         let password = password.to_string();

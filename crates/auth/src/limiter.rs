@@ -29,7 +29,12 @@ pub struct FailureLimiter {
 impl FailureLimiter {
     /// `max_failures` within `window` lock the IP out for `lockout`.
     pub fn new(max_failures: u32, window: Duration, lockout: Duration) -> FailureLimiter {
-        FailureLimiter { max_failures, window, lockout, table: Mutex::new(HashMap::new()) }
+        FailureLimiter {
+            max_failures,
+            window,
+            lockout,
+            table: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Err(remaining)` while `ip` is locked out.
@@ -49,12 +54,21 @@ impl FailureLimiter {
         if table.len() >= MAX_TRACKED && !table.contains_key(&ip) {
             let window = self.window;
             table.retain(|_, e| {
-                now.duration_since(e.window_start) < window || e.locked_until.is_some_and(|u| u > now)
+                now.duration_since(e.window_start) < window
+                    || e.locked_until.is_some_and(|u| u > now)
             });
         }
-        let e = table.entry(ip).or_insert(Entry { failures: 0, window_start: now, locked_until: None });
+        let e = table.entry(ip).or_insert(Entry {
+            failures: 0,
+            window_start: now,
+            locked_until: None,
+        });
         if now.duration_since(e.window_start) > self.window {
-            *e = Entry { failures: 0, window_start: now, locked_until: None };
+            *e = Entry {
+                failures: 0,
+                window_start: now,
+                locked_until: None,
+            };
         }
         e.failures += 1;
         if e.failures >= self.max_failures {
@@ -67,7 +81,10 @@ impl FailureLimiter {
 
     /// Clears the failure count after a successful login.
     pub fn success(&self, ip: IpAddr) {
-        self.table.lock().unwrap_or_else(|p| p.into_inner()).remove(&ip);
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ip);
     }
 }
 

@@ -18,7 +18,9 @@ pub fn decode_response(b64: &str) -> Result<Vec<u8>, AuthError> {
     if b64 == "=" {
         return Ok(Vec::new());
     }
-    STANDARD.decode(b64).map_err(|_| AuthError::Malformed("invalid base64"))
+    STANDARD
+        .decode(b64)
+        .map_err(|_| AuthError::Malformed("invalid base64"))
 }
 
 /// Encodes a server challenge.
@@ -40,20 +42,29 @@ pub struct Plain {
 /// Parses a decoded PLAIN message: `[authzid] NUL authcid NUL passwd`.
 pub fn parse_plain(decoded: &[u8]) -> Result<Plain, AuthError> {
     let mut parts = decoded.split(|b| *b == 0);
-    let (Some(z), Some(c), Some(p), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(z), Some(c), Some(p), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(AuthError::Malformed("PLAIN needs authzid NUL authcid NUL password"));
+        return Err(AuthError::Malformed(
+            "PLAIN needs authzid NUL authcid NUL password",
+        ));
     };
     let text = |b: &[u8]| {
         String::from_utf8(b.to_vec()).map_err(|_| AuthError::Malformed("credentials not UTF-8"))
     };
-    let plain = Plain { authzid: text(z)?, authcid: text(c)?, password: text(p)? };
+    let plain = Plain {
+        authzid: text(z)?,
+        authcid: text(c)?,
+        password: text(p)?,
+    };
     if plain.authcid.is_empty() {
         return Err(AuthError::Malformed("empty user name"));
     }
     // Acting as another user is not supported: authzid must be empty or the user itself.
     if !plain.authzid.is_empty() && !plain.authzid.eq_ignore_ascii_case(&plain.authcid) {
-        return Err(AuthError::Malformed("authorization identity differs from user"));
+        return Err(AuthError::Malformed(
+            "authorization identity differs from user",
+        ));
     }
     Ok(plain)
 }
@@ -70,13 +81,19 @@ mod tests {
     #[test]
     fn plain() {
         let p = parse_plain(&decode_response("AGxlZUBuYXZlci50ZXN0AHB3").unwrap()).unwrap();
-        assert_eq!((p.authcid.as_str(), p.password.as_str()), ("lee@naver.test", "pw"));
+        assert_eq!(
+            (p.authcid.as_str(), p.password.as_str()),
+            ("lee@naver.test", "pw")
+        );
         assert!(parse_plain(b"only\0two").is_err());
         assert!(parse_plain(b"\0\0pw").is_err());
         assert!(parse_plain(b"other\0lee\0pw").is_err());
         assert!(parse_plain(b"LEE\0lee\0pw").is_ok());
         assert!(decode_response("!!!").is_err());
         assert_eq!(decode_response("=").unwrap(), b"");
-        assert_eq!(parse_login_step(&encode_challenge("Username:")).unwrap(), "Username:");
+        assert_eq!(
+            parse_login_step(&encode_challenge("Username:")).unwrap(),
+            "Username:"
+        );
     }
 }

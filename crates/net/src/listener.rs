@@ -87,7 +87,10 @@ fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr, limits: &ConnLimits) -> Op
     }
     c.total += 1;
     *c.per_ip.entry(ip).or_insert(0) += 1;
-    Some(Slot { ip, counts: counts.clone() })
+    Some(Slot {
+        ip,
+        counts: counts.clone(),
+    })
 }
 
 /// Accepts connections until `shutdown` fires, spawning one tracked task per session.
@@ -122,8 +125,12 @@ pub async fn serve<H: Handler>(
             }
             continue;
         };
-        let (handler, tls, shutdown, timeout) =
-            (handler.clone(), tls.clone(), shutdown.clone(), limits.handshake_timeout);
+        let (handler, tls, shutdown, timeout) = (
+            handler.clone(),
+            tls.clone(),
+            shutdown.clone(),
+            limits.handshake_timeout,
+        );
         tracker.spawn(async move {
             let _slot = slot;
             let stream = match tls {
@@ -142,7 +149,14 @@ pub async fn serve<H: Handler>(
                     }
                 }
             };
-            handler.handle(Connection { stream, peer, local, shutdown }).await;
+            handler
+                .handle(Connection {
+                    stream,
+                    peer,
+                    local,
+                    shutdown,
+                })
+                .await;
         });
     }
 }

@@ -23,7 +23,11 @@ pub struct TlsFiles {
 }
 
 fn tls_err(what: &'static str, path: &Path, reason: impl ToString) -> NetError {
-    NetError::Tls { what, path: path.display().to_string(), reason: reason.to_string() }
+    NetError::Tls {
+        what,
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Builds the TLS acceptor from `configured` files, or from a self-signed certificate for
@@ -34,7 +38,11 @@ pub fn load_tls(
     hostname: &str,
 ) -> Result<(TlsAcceptor, TlsFiles), NetError> {
     let files = match configured {
-        Some((cert, key)) => TlsFiles { cert: cert.into(), key: key.into(), generated: false },
+        Some((cert, key)) => TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            generated: false,
+        },
         None => ensure_self_signed(data_dir, hostname)?,
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
@@ -42,9 +50,14 @@ pub fn load_tls(
         .collect::<Result<_, _>>()
         .map_err(|e| tls_err("certificate", &files.cert, e))?;
     if certs.is_empty() {
-        return Err(tls_err("certificate", &files.cert, "no certificate in file"));
+        return Err(tls_err(
+            "certificate",
+            &files.cert,
+            "no certificate in file",
+        ));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| tls_err("key", &files.key, e))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| tls_err("key", &files.key, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -57,15 +70,21 @@ pub fn load_tls(
 
 fn ensure_self_signed(data_dir: &Path, hostname: &str) -> Result<TlsFiles, NetError> {
     let dir = data_dir.join("tls");
-    let files = TlsFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem"), generated: true };
+    let files = TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+        generated: true,
+    };
     if files.cert.exists() && files.key.exists() {
         return Ok(files);
     }
     std::fs::create_dir_all(&dir).map_err(|e| tls_err("certificate", &dir, e))?;
     let names = vec![hostname.to_string(), "localhost".to_string()];
-    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| tls_err("certificate", &files.cert, e))?;
+    let ck = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| tls_err("certificate", &files.cert, e))?;
     write_private(&files.key, ck.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&files.cert, ck.cert.pem()).map_err(|e| tls_err("certificate", &files.cert, e))?;
+    std::fs::write(&files.cert, ck.cert.pem())
+        .map_err(|e| tls_err("certificate", &files.cert, e))?;
     tracing::info!(cert = %files.cert.display(), "generated a self-signed TLS certificate");
     Ok(files)
 }
@@ -80,7 +99,9 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), NetError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| tls_err("key", path, e))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| tls_err("key", path, e))
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| tls_err("key", path, e))
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ pub fn parse_domain(domain: &str) -> anyhow::Result<String> {
 
 /// Validates and lower-cases a mailbox address (`local@domain`).
 pub fn parse_address(address: &str) -> anyhow::Result<String> {
-    let a = Address::parse(address.trim()).map_err(|e| anyhow::anyhow!("{address:?} is not a valid address: {e}"))?;
+    let a = Address::parse(address.trim())
+        .map_err(|e| anyhow::anyhow!("{address:?} is not a valid address: {e}"))?;
     parse_domain(&a.domain).with_context(|| format!("{address:?} is not a valid address"))?;
     Ok(normalize_address(&a.to_string()))
 }
@@ -76,7 +77,9 @@ pub async fn user_add(store: &Store, address: &str, password: &str) -> anyhow::R
     let a = parse_address(address)?;
     let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
     if !store.is_local_domain(domain).await.map_err(explain)? {
-        bail!("domain {domain} is not hosted here: add it first with `postern domain add {domain}`");
+        bail!(
+            "domain {domain} is not hosted here: add it first with `postern domain add {domain}`"
+        );
     }
     let hash = hash(password).await?;
     store.add_account(&a, &hash).await.map_err(explain)?;
@@ -109,7 +112,11 @@ pub async fn user_remove(store: &Store, address: &str) -> anyhow::Result<()> {
 
 pub async fn user_list(store: &Store, domain: Option<&str>) -> anyhow::Result<()> {
     let domain = domain.map(parse_domain).transpose()?;
-    for a in store.list_accounts(domain.as_deref()).await.map_err(explain)? {
+    for a in store
+        .list_accounts(domain.as_deref())
+        .await
+        .map_err(explain)?
+    {
         println!("{}", a.address);
     }
     Ok(())
@@ -120,7 +127,9 @@ pub async fn alias_add(store: &Store, source: &str, target: &str) -> anyhow::Res
     let t = parse_address(target)?;
     let sdomain = s.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
     if !store.is_local_domain(sdomain).await.map_err(explain)? {
-        bail!("domain {sdomain} is not hosted here: add it first with `postern domain add {sdomain}`");
+        bail!(
+            "domain {sdomain} is not hosted here: add it first with `postern domain add {sdomain}`"
+        );
     }
     let tdomain = t.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
     if store.is_local_domain(tdomain).await.map_err(explain)? {
@@ -137,22 +146,36 @@ pub async fn alias_add(store: &Store, source: &str, target: &str) -> anyhow::Res
 pub async fn alias_remove(store: &Store, source: &str, target: Option<&str>) -> anyhow::Result<()> {
     let s = parse_alias_source(source)?;
     let t = target.map(parse_address).transpose()?;
-    store.remove_alias(&s, t.as_deref()).await.map_err(explain)?;
+    store
+        .remove_alias(&s, t.as_deref())
+        .await
+        .map_err(explain)?;
     println!("alias {s} removed");
     Ok(())
 }
 
 pub async fn alias_list(store: &Store, domain: Option<&str>) -> anyhow::Result<()> {
     let domain = domain.map(parse_domain).transpose()?;
-    for a in store.list_aliases(domain.as_deref()).await.map_err(explain)? {
+    for a in store
+        .list_aliases(domain.as_deref())
+        .await
+        .map_err(explain)?
+    {
         println!("{} -> {}", a.source, a.target);
     }
     Ok(())
 }
 
-async fn account_mailboxes(store: &Store, address: &str) -> anyhow::Result<(String, store::AccountId, Vec<Mailbox>)> {
+async fn account_mailboxes(
+    store: &Store,
+    address: &str,
+) -> anyhow::Result<(String, store::AccountId, Vec<Mailbox>)> {
     let a = parse_address(address)?;
-    let creds = store.credentials(&a).await.map_err(explain)?.with_context(|| format!("no user {a}"))?;
+    let creds = store
+        .credentials(&a)
+        .await
+        .map_err(explain)?
+        .with_context(|| format!("no user {a}"))?;
     let boxes = store.list_mailboxes(creds.id).await.map_err(explain)?;
     Ok((a, creds.id, boxes))
 }
@@ -165,14 +188,21 @@ fn return_path(data: &[u8]) -> Option<String> {
     if !name.eq_ignore_ascii_case("return-path") {
         return None;
     }
-    let v = value.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let v = value
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     (!v.is_empty()).then(|| v.to_string())
 }
 
 /// Writes one mailbox as mboxrd to stdout.
 pub async fn export(store: &Store, address: &str, mailbox: &str) -> anyhow::Result<()> {
     let (a, _, boxes) = account_mailboxes(store, address).await?;
-    let mb = boxes.iter().find(|m| m.name == mailbox).with_context(|| format!("{a} has no mailbox {mailbox:?}"))?;
+    let mb = boxes
+        .iter()
+        .find(|m| m.name == mailbox)
+        .with_context(|| format!("{a} has no mailbox {mailbox:?}"))?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     for m in store.list_messages(mb.id).await.map_err(explain)? {
@@ -212,14 +242,24 @@ impl Importer<'_> {
         let batch = std::mem::take(&mut self.batch);
         self.imported += batch.len();
         self.bytes = 0;
-        self.store.append(self.mailbox.id, batch).await.map_err(explain)?;
+        self.store
+            .append(self.mailbox.id, batch)
+            .await
+            .map_err(explain)?;
         Ok(())
     }
 }
 
-async fn mailbox_named(store: &Store, account: store::AccountId, boxes: &mut Vec<Mailbox>, name: &str) -> anyhow::Result<Mailbox> {
+async fn mailbox_named(
+    store: &Store,
+    account: store::AccountId,
+    boxes: &mut Vec<Mailbox>,
+    name: &str,
+) -> anyhow::Result<Mailbox> {
     // INBOX is case-insensitive (RFC 9051 5.1); other names are exact.
-    let found = boxes.iter().find(|m| m.name == name || (name.eq_ignore_ascii_case("INBOX") && m.name == "INBOX"));
+    let found = boxes
+        .iter()
+        .find(|m| m.name == name || (name.eq_ignore_ascii_case("INBOX") && m.name == "INBOX"));
     if let Some(m) = found {
         return Ok(m.clone());
     }
@@ -229,10 +269,18 @@ async fn mailbox_named(store: &Store, account: store::AccountId, boxes: &mut Vec
 }
 
 /// Imports an mbox file or a Maildir (Dovecot/Courier Maildir++, or a mail home containing `Maildir/`).
-pub async fn import(store: &Store, address: &str, path: &Path, mailbox: Option<&str>) -> anyhow::Result<()> {
+pub async fn import(
+    store: &Store,
+    address: &str,
+    path: &Path,
+    mailbox: Option<&str>,
+) -> anyhow::Result<()> {
     let (a, account, mut boxes) = account_mailboxes(store, address).await?;
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
     let mut skipped = 0usize;
     let mut report = Vec::new();
     if meta.is_dir() {
@@ -242,11 +290,22 @@ pub async fn import(store: &Store, address: &str, path: &Path, mailbox: Option<&
         let folders = read_maildir(path)?;
         for folder in folders {
             let mb = mailbox_named(store, account, &mut boxes, &folder.name).await?;
-            let mut imp = Importer { store, mailbox: mb, batch: Vec::new(), bytes: 0, imported: 0 };
+            let mut imp = Importer {
+                store,
+                mailbox: mb,
+                batch: Vec::new(),
+                bytes: 0,
+                imported: 0,
+            };
             for msg in &folder.messages {
                 match msg.read(IMPORT_MAX_MESSAGE) {
                     Ok(data) => {
-                        imp.push(NewMessage { data, internal_date: msg.internal_date, flags: Flags::from_names(&msg.flags) }).await?
+                        imp.push(NewMessage {
+                            data,
+                            internal_date: msg.internal_date,
+                            flags: Flags::from_names(&msg.flags),
+                        })
+                        .await?
                     }
                     Err(e) => {
                         eprintln!("skipped: {e}");
@@ -260,10 +319,23 @@ pub async fn import(store: &Store, address: &str, path: &Path, mailbox: Option<&
     } else {
         let name = mailbox.unwrap_or("INBOX");
         let mb = mailbox_named(store, account, &mut boxes, name).await?;
-        let mut imp = Importer { store, mailbox: mb, batch: Vec::new(), bytes: 0, imported: 0 };
+        let mut imp = Importer {
+            store,
+            mailbox: mb,
+            batch: Vec::new(),
+            bytes: 0,
+            imported: 0,
+        };
         for item in MboxReader::open(path, IMPORT_MAX_MESSAGE)? {
             match item {
-                Ok(m) => imp.push(NewMessage { data: m.data, internal_date: m.date.unwrap_or(now), flags: Flags::from_names(&m.flags) }).await?,
+                Ok(m) => {
+                    imp.push(NewMessage {
+                        data: m.data,
+                        internal_date: m.date.unwrap_or(now),
+                        flags: Flags::from_names(&m.flags),
+                    })
+                    .await?
+                }
                 Err(e @ mailbox_formats::Error::MessageTooLarge { .. }) => {
                     eprintln!("skipped: {e}");
                     skipped += 1;
@@ -278,7 +350,14 @@ pub async fn import(store: &Store, address: &str, path: &Path, mailbox: Option<&
     for (name, n) in &report {
         println!("{name}: {n} message(s)");
     }
-    println!("imported {total} message(s) for {a}{}", if skipped > 0 { format!(", skipped {skipped}") } else { String::new() });
+    println!(
+        "imported {total} message(s) for {a}{}",
+        if skipped > 0 {
+            format!(", skipped {skipped}")
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 
@@ -289,8 +368,20 @@ pub async fn queue_list(store: &Store) -> anyhow::Result<()> {
         return Ok(());
     }
     for e in entries {
-        let created = time::OffsetDateTime::from_unix_timestamp(e.created).map(|t| t.to_string()).unwrap_or_default();
-        println!("{}  {}  {} bytes  from <{}>  attempts {}", e.id, created, e.size, e.sender.as_deref().unwrap_or(""), e.attempts);
+        let created = time::OffsetDateTime::from_unix_timestamp(e.created)
+            .ok()
+            .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z")).ok())
+            .unwrap_or_default();
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        println!(
+            "{}  {}  {} bytes  from <{}>  attempts {}",
+            e.id,
+            created,
+            e.size,
+            e.sender.as_deref().unwrap_or(""),
+            e.attempts
+        );
         for r in e.recipients {
             let err = r.last_error.map(|e| format!(" ({e})")).unwrap_or_default();
             println!("    to <{}>  {}{err}", r.address, r.status.as_str());
@@ -301,7 +392,10 @@ pub async fn queue_list(store: &Store) -> anyhow::Result<()> {
 
 pub async fn stats(store: &Store) -> anyhow::Result<()> {
     let s = store.stats().await.map_err(explain)?;
-    println!("domains {}\naccounts {}\naliases {}\nmessages {}\nqueued {}", s.domains, s.accounts, s.aliases, s.messages, s.queued);
+    println!(
+        "domains {}\naccounts {}\naliases {}\nmessages {}\nqueued {}",
+        s.domains, s.accounts, s.aliases, s.messages, s.queued
+    );
     Ok(())
 }
 
@@ -320,7 +414,10 @@ mod tests {
         assert!(parse_domain("-bad.test").is_err());
         assert!(parse_domain("a..b").is_err());
         assert_eq!(parse_alias_source("@Naver.test").unwrap(), "@naver.test");
-        assert_eq!(return_path(b"Return-Path: <kim@daum.test>\r\nX: y\r\n").as_deref(), Some("kim@daum.test"));
+        assert_eq!(
+            return_path(b"Return-Path: <kim@daum.test>\r\nX: y\r\n").as_deref(),
+            Some("kim@daum.test")
+        );
         assert_eq!(return_path(b"Return-Path: <>\r\n"), None);
     }
 }

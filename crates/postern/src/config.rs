@@ -148,7 +148,13 @@ pub struct Auth {
 
 impl Default for Auth {
     fn default() -> Auth {
-        Auth { allow_plaintext: false, plaintext_on_loopback: true, max_failures: 5, failure_window: 300, lockout: 300 }
+        Auth {
+            allow_plaintext: false,
+            plaintext_on_loopback: true,
+            max_failures: 5,
+            failure_window: 300,
+            lockout: 300,
+        }
     }
 }
 
@@ -198,12 +204,19 @@ impl Config {
 
     /// The listeners in effect.
     pub fn listeners(&self) -> Listen {
-        self.listen.clone().unwrap_or_else(Listen::loopback_defaults)
+        self.listen
+            .clone()
+            .unwrap_or_else(Listen::loopback_defaults)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
         let h = &self.hostname;
-        if h.is_empty() || h.len() > 253 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+        if h.is_empty()
+            || h.len() > 253
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
             bail!("hostname: {h:?} is not a valid host name");
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -217,7 +230,10 @@ impl Config {
             ("limits.max_message_size", l.max_message_size),
             ("limits.max_recipients", l.max_recipients as u64),
             ("limits.max_connections", l.max_connections as u64),
-            ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
+            (
+                "limits.max_connections_per_ip",
+                l.max_connections_per_ip as u64,
+            ),
             ("limits.smtp_command_timeout", l.smtp_command_timeout),
             ("limits.smtp_data_timeout", l.smtp_data_timeout),
             ("limits.smtp_max_errors", l.smtp_max_errors as u64),
@@ -232,7 +248,9 @@ impl Config {
             bail!("limits.max_message_size: at most 1 GiB (1073741824)");
         }
         for (domain, hop) in &self.relay.routes {
-            let ok = hop.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            let ok = hop
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !ok {
                 bail!("relay.routes.\"{domain}\": {hop:?} is not host:port");
             }
@@ -273,7 +291,10 @@ mod tests {
             ("[relay.routes]\n\"daum.test\" = \"nohost\"", "relay.routes"),
         ] {
             let err = format!("{:#}", Config::parse(text).unwrap_err());
-            assert!(err.contains(key), "error for {text:?} does not name {key}: {err}");
+            assert!(
+                err.contains(key),
+                "error for {text:?} does not name {key}: {err}"
+            );
         }
     }
 }

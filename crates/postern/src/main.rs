@@ -10,7 +10,11 @@ use postern::config::Config;
 use store::Store;
 
 #[derive(Parser)]
-#[command(name = "postern", version, about = "Postern: a complete mail server in one binary")]
+#[command(
+    name = "postern",
+    version,
+    about = "Postern: a complete mail server in one binary"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it every key takes its default.
     #[arg(long, global = true, value_name = "FILE")]
@@ -106,7 +110,10 @@ enum QueueCmd {
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
     let first = rpassword::prompt_password("Password: ")?;
@@ -121,15 +128,19 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(match cli.command {
+            tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(match cli.command {
                     Command::Serve => "info",
                     _ => "warn",
-                })),
+                })
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("postern: cannot start the runtime: {e}");
@@ -159,22 +170,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => unreachable!("handled above"),
         Command::Domain(DomainCmd::Add { domain }) => admin::domain_add(&store, &domain).await,
         Command::Domain(DomainCmd::List) => admin::domain_list(&store).await,
-        Command::Domain(DomainCmd::Remove { domain }) => admin::domain_remove(&store, &domain).await,
-        Command::User(UserCmd::Add { address, password_stdin }) => {
+        Command::Domain(DomainCmd::Remove { domain }) => {
+            admin::domain_remove(&store, &domain).await
+        }
+        Command::User(UserCmd::Add {
+            address,
+            password_stdin,
+        }) => {
             admin::parse_address(&address)?;
             admin::user_add(&store, &address, &read_password(password_stdin)?).await
         }
-        Command::User(UserCmd::List { domain }) => admin::user_list(&store, domain.as_deref()).await,
+        Command::User(UserCmd::List { domain }) => {
+            admin::user_list(&store, domain.as_deref()).await
+        }
         Command::User(UserCmd::Remove { address }) => admin::user_remove(&store, &address).await,
-        Command::User(UserCmd::Passwd { address, password_stdin }) => {
+        Command::User(UserCmd::Passwd {
+            address,
+            password_stdin,
+        }) => {
             admin::parse_address(&address)?;
             admin::user_passwd(&store, &address, &read_password(password_stdin)?).await
         }
         Command::Alias(AliasCmd::Add { from, to }) => admin::alias_add(&store, &from, &to).await,
-        Command::Alias(AliasCmd::List { domain }) => admin::alias_list(&store, domain.as_deref()).await,
-        Command::Alias(AliasCmd::Remove { from, to }) => admin::alias_remove(&store, &from, to.as_deref()).await,
+        Command::Alias(AliasCmd::List { domain }) => {
+            admin::alias_list(&store, domain.as_deref()).await
+        }
+        Command::Alias(AliasCmd::Remove { from, to }) => {
+            admin::alias_remove(&store, &from, to.as_deref()).await
+        }
         Command::Export { address, mailbox } => admin::export(&store, &address, &mailbox).await,
-        Command::Import { address, path, mailbox } => admin::import(&store, &address, &path, mailbox.as_deref()).await,
+        Command::Import {
+            address,
+            path,
+            mailbox,
+        } => admin::import(&store, &address, &path, mailbox.as_deref()).await,
         Command::Queue(QueueCmd::List) => admin::queue_list(&store).await,
         Command::Stats => admin::stats(&store).await,
     }
@@ -182,7 +211,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let running = postern::server::start(&config).await?;
-    println!("postern {} serving as {}; data in {}", env!("CARGO_PKG_VERSION"), config.hostname, config.data_dir.display());
+    println!(
+        "postern {} serving as {}; data in {}",
+        env!("CARGO_PKG_VERSION"),
+        config.hostname,
+        config.data_dir.display()
+    );
     for (name, addr) in &running.listeners {
         println!("  {name:<12} listening on {addr}");
     }

@@ -34,14 +34,20 @@ pub struct Running {
 impl Running {
     /// The bound address of listener `name`.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+        self.listeners
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
     }
 
     /// Stops accepting, lets sessions finish (bounded), and returns.
     pub async fn shutdown(self) {
         self.trigger.trigger();
         self.tracker.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("sessions still running after {DRAIN_TIMEOUT:?}; exiting anyway");
         }
     }
@@ -94,7 +100,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let mut listeners = Vec::new();
     for (name, addr, role, implicit) in smtp_listeners {
         let Some(addr) = addr else { continue };
-        let socket = TcpListener::bind(addr).await.with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
+        let socket = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
         let bound = socket.local_addr()?;
         let server = Arc::new(SmtpServer::new(
             smtp_settings(role),
@@ -102,8 +110,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             auth.clone(),
             (!implicit).then(|| acceptor.clone()),
         ));
-        let tls = if implicit { TlsMode::Implicit(acceptor.clone()) } else { TlsMode::Plain };
-        tracker.spawn(net::serve(socket, tls, conn_limits.clone(), server, shutdown.clone(), tracker.clone()));
+        let tls = if implicit {
+            TlsMode::Implicit(acceptor.clone())
+        } else {
+            TlsMode::Plain
+        };
+        tracker.spawn(net::serve(
+            socket,
+            tls,
+            conn_limits.clone(),
+            server,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
         listeners.push((name, bound));
     }
     let unavailable = [
@@ -116,5 +135,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     .into_iter()
     .filter_map(|(n, a)| a.map(|a| (n, a)))
     .collect();
-    Ok(Running { listeners, unavailable, store, trigger, tracker })
+    Ok(Running {
+        listeners,
+        unavailable,
+        store,
+        trigger,
+        tracker,
+    })
 }

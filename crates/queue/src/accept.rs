@@ -34,12 +34,19 @@ impl Deliverer {
             v.extend_from_slice(&message);
             v
         };
-        let received = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let received = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let delivery = Delivery {
             sender: sender.map(str::to_string),
             local,
             local_data,
-            remote_data: if remote.is_empty() { Vec::new() } else { message },
+            remote_data: if remote.is_empty() {
+                Vec::new()
+            } else {
+                message
+            },
             remote,
             received,
         };

@@ -90,7 +90,10 @@ impl Deliverer {
                 if Some(&target) == Some(&candidate) || target == address {
                     // An alias onto itself keeps a copy in its own account.
                     if let Some(account) = found.account {
-                        out.insert(Target::Local { account, address: candidate.clone() });
+                        out.insert(Target::Local {
+                            account,
+                            address: candidate.clone(),
+                        });
                         any = true;
                     }
                     continue;
@@ -104,7 +107,10 @@ impl Deliverer {
                 }
             }
             if !any && let Some(account) = found.account {
-                out.insert(Target::Local { account, address: candidate.clone() });
+                out.insert(Target::Local {
+                    account,
+                    address: candidate.clone(),
+                });
                 any = true;
             }
             if any {
@@ -127,19 +133,36 @@ mod tests {
         s.add_domain("other.test").await.unwrap();
         let lee = s.add_account("lee@naver.test", "h").await.unwrap();
         let kim = s.add_account("kim@naver.test", "h").await.unwrap();
-        s.add_alias("sales@naver.test", "lee@naver.test").await.unwrap();
-        s.add_alias("sales@naver.test", "kim@naver.test").await.unwrap();
-        s.add_alias("fwd@naver.test", "someone@elsewhere.test").await.unwrap();
-        s.add_alias("loop1@naver.test", "loop2@naver.test").await.unwrap();
-        s.add_alias("loop2@naver.test", "loop1@naver.test").await.unwrap();
-        s.add_alias("kim@naver.test", "kim@naver.test").await.unwrap();
-        s.add_alias("kim@naver.test", "copy@elsewhere.test").await.unwrap();
+        s.add_alias("sales@naver.test", "lee@naver.test")
+            .await
+            .unwrap();
+        s.add_alias("sales@naver.test", "kim@naver.test")
+            .await
+            .unwrap();
+        s.add_alias("fwd@naver.test", "someone@elsewhere.test")
+            .await
+            .unwrap();
+        s.add_alias("loop1@naver.test", "loop2@naver.test")
+            .await
+            .unwrap();
+        s.add_alias("loop2@naver.test", "loop1@naver.test")
+            .await
+            .unwrap();
+        s.add_alias("kim@naver.test", "kim@naver.test")
+            .await
+            .unwrap();
+        s.add_alias("kim@naver.test", "copy@elsewhere.test")
+            .await
+            .unwrap();
         s.add_alias("@other.test", "lee@naver.test").await.unwrap();
         (dir, Deliverer::new(s), lee, kim)
     }
 
     fn local(account: AccountId, address: &str) -> Target {
-        Target::Local { account, address: address.into() }
+        Target::Local {
+            account,
+            address: address.into(),
+        }
     }
 
     #[tokio::test]
@@ -149,9 +172,18 @@ mod tests {
             let d = d.clone();
             async move { d.resolve(a).await.unwrap() }
         };
-        assert_eq!(r("lee@naver.test").await, Resolution::Deliver(vec![local(lee, "lee@naver.test")]));
-        assert_eq!(r("LEE@Naver.TEST").await, Resolution::Deliver(vec![local(lee, "lee@naver.test")]));
-        assert_eq!(r("lee+lists@naver.test").await, Resolution::Deliver(vec![local(lee, "lee@naver.test")]));
+        assert_eq!(
+            r("lee@naver.test").await,
+            Resolution::Deliver(vec![local(lee, "lee@naver.test")])
+        );
+        assert_eq!(
+            r("LEE@Naver.TEST").await,
+            Resolution::Deliver(vec![local(lee, "lee@naver.test")])
+        );
+        assert_eq!(
+            r("lee+lists@naver.test").await,
+            Resolution::Deliver(vec![local(lee, "lee@naver.test")])
+        );
         assert_eq!(r("nobody@naver.test").await, Resolution::UnknownUser);
         assert_eq!(r("nobody+x@naver.test").await, Resolution::UnknownUser);
         assert_eq!(r("lee@gmail.test").await, Resolution::NotLocal);
@@ -166,10 +198,19 @@ mod tests {
         );
         assert_eq!(
             r("kim@naver.test").await,
-            Resolution::Deliver(vec![local(kim, "kim@naver.test"), Target::Remote("copy@elsewhere.test".into())])
+            Resolution::Deliver(vec![
+                local(kim, "kim@naver.test"),
+                Target::Remote("copy@elsewhere.test".into())
+            ])
         );
-        assert_eq!(r("fwd@naver.test").await, Resolution::Deliver(vec![Target::Remote("someone@elsewhere.test".into())]));
+        assert_eq!(
+            r("fwd@naver.test").await,
+            Resolution::Deliver(vec![Target::Remote("someone@elsewhere.test".into())])
+        );
         assert_eq!(r("loop1@naver.test").await, Resolution::UnknownUser);
-        assert_eq!(r("anything@other.test").await, Resolution::Deliver(vec![local(lee, "lee@naver.test")]));
+        assert_eq!(
+            r("anything@other.test").await,
+            Resolution::Deliver(vec![local(lee, "lee@naver.test")])
+        );
     }
 }

@@ -14,8 +14,14 @@ impl Session {
         let mut lines = vec![format!("{} Hello {name} [{}]", s.hostname, self.peer.ip())];
         if esmtp {
             lines.extend(
-                ["PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING"]
-                    .map(String::from),
+                [
+                    "PIPELINING",
+                    "8BITMIME",
+                    "SMTPUTF8",
+                    "ENHANCEDSTATUSCODES",
+                    "CHUNKING",
+                ]
+                .map(String::from),
             );
             lines.push(format!("SIZE {}", s.max_message_size));
             if self.srv.tls.is_some() && !self.is_tls() {
@@ -31,7 +37,11 @@ impl Session {
         Ok(())
     }
 
-    pub(crate) async fn handle_mail(&mut self, from: ReversePath, params: MailParams) -> Result<(), End> {
+    pub(crate) async fn handle_mail(
+        &mut self,
+        from: ReversePath,
+        params: MailParams,
+    ) -> Result<(), End> {
         if self.greeting.is_none() {
             return self.error_reply(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
         }
@@ -47,9 +57,14 @@ impl Session {
             && size > self.srv.settings.max_message_size as u64
         {
             // RFC 1870 6.1
-            return self.error_reply(Reply::new(552, "5.3.4", format!(
-                "Message size exceeds fixed maximum of {} bytes", self.srv.settings.max_message_size
-            )));
+            return self.error_reply(Reply::new(
+                552,
+                "5.3.4",
+                format!(
+                    "Message size exceeds fixed maximum of {} bytes",
+                    self.srv.settings.max_message_size
+                ),
+            ));
         }
         if params.body == Some(Body::BinaryMime) {
             return self.error_reply(Reply::new(555, "5.5.4", "BODY=BINARYMIME not supported"));
@@ -59,7 +74,11 @@ impl Session {
             ReversePath::Address(a) => {
                 if !a.is_ascii() && !params.smtputf8 {
                     // RFC 6531 3.4
-                    return self.error_reply(Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+                    return self.error_reply(Reply::new(
+                        553,
+                        "5.6.7",
+                        "Non-ASCII address requires SMTPUTF8",
+                    ));
                 }
                 Some(a.to_string())
             }
@@ -71,12 +90,23 @@ impl Session {
                 Some(addr) => self.owns(&identity, addr).await?,
             };
             if !owned {
-                return self.error_reply(Reply::new(553, "5.7.1", format!(
-                    "Sender address not owned by authenticated user {}", identity.address
-                )));
+                return self.error_reply(Reply::new(
+                    553,
+                    "5.7.1",
+                    format!(
+                        "Sender address not owned by authenticated user {}",
+                        identity.address
+                    ),
+                ));
             }
         }
-        self.phase = Phase::Mail(Envelope { from, params, rcpts: Vec::new(), chunks: None, chunks_too_large: false });
+        self.phase = Phase::Mail(Envelope {
+            from,
+            params,
+            rcpts: Vec::new(),
+            chunks: None,
+            chunks_too_large: false,
+        });
         self.reply(Reply::new(250, "2.1.0", "Sender OK"));
         Ok(())
     }
@@ -85,9 +115,9 @@ impl Session {
     /// delivers to it.
     async fn owns(&mut self, identity: &auth::Identity, address: &str) -> Result<bool, End> {
         match self.srv.deliverer.resolve(address).await {
-            Ok(Resolution::Deliver(targets)) => Ok(targets
-                .iter()
-                .any(|t| matches!(t, Target::Local { account, .. } if *account == identity.account))),
+            Ok(Resolution::Deliver(targets)) => Ok(targets.iter().any(
+                |t| matches!(t, Target::Local { account, .. } if *account == identity.account),
+            )),
             Ok(_) => Ok(false),
             Err(e) => {
                 tracing::error!("resolving sender {address}: {e}");
@@ -100,7 +130,9 @@ impl Session {
     pub(crate) async fn handle_rcpt(&mut self, to: ForwardPath) -> Result<(), End> {
         let max = self.srv.settings.max_recipients;
         let (smtputf8, count) = match &self.phase {
-            Phase::Idle => return self.error_reply(Reply::new(503, "5.5.1", "Need MAIL before RCPT")),
+            Phase::Idle => {
+                return self.error_reply(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
+            }
             Phase::Mail(env) if env.chunks.is_some() => {
                 return self.error_reply(Reply::new(503, "5.5.1", "RCPT not allowed during BDAT"));
             }
@@ -116,7 +148,11 @@ impl Session {
             ForwardPath::Postmaster => format!("postmaster@{}", self.srv.settings.hostname),
             ForwardPath::Address(a) => {
                 if !a.is_ascii() && !smtputf8 {
-                    return self.error_reply(Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+                    return self.error_reply(Reply::new(
+                        553,
+                        "5.6.7",
+                        "Non-ASCII address requires SMTPUTF8",
+                    ));
                 }
                 a.to_string()
             }
@@ -125,18 +161,32 @@ impl Session {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("resolving recipient {address}: {e}");
-                self.reply(Reply::new(451, "4.3.0", "Temporary lookup failure, try again later"));
+                self.reply(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary lookup failure, try again later",
+                ));
                 return Ok(());
             }
         };
         let targets = match resolution {
             Resolution::Deliver(targets) => targets,
             Resolution::UnknownUser => {
-                return self.error_reply(Reply::new(550, "5.1.1", format!("<{address}>: Recipient address rejected: no such user")));
+                return self.error_reply(Reply::new(
+                    550,
+                    "5.1.1",
+                    format!("<{address}>: Recipient address rejected: no such user"),
+                ));
             }
-            Resolution::NotLocal if self.identity.is_some() => vec![Target::Remote(store::normalize_address(&address))],
+            Resolution::NotLocal if self.identity.is_some() => {
+                vec![Target::Remote(store::normalize_address(&address))]
+            }
             Resolution::NotLocal => {
-                return self.error_reply(Reply::new(554, "5.7.1", format!("<{address}>: Relay access denied")));
+                return self.error_reply(Reply::new(
+                    554,
+                    "5.7.1",
+                    format!("<{address}>: Relay access denied"),
+                ));
             }
         };
         if let Phase::Mail(env) = &mut self.phase {

@@ -75,7 +75,12 @@ impl SmtpServer {
         auth: Authenticator,
         tls: Option<TlsAcceptor>,
     ) -> SmtpServer {
-        SmtpServer { settings, deliverer, auth, tls }
+        SmtpServer {
+            settings,
+            deliverer,
+            auth,
+            tls,
+        }
     }
 }
 
@@ -86,7 +91,11 @@ impl net::Handler for SmtpServer {
 
     async fn refuse(self: Arc<Self>, mut stream: TcpStream) {
         // RFC 5321 3.1: a busy server may answer 421 instead of 220.
-        let line = format!("421 4.7.0 {} Too many connections, try again later\r\n", self.settings.hostname);
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(line.as_bytes())).await;
+        let line = format!(
+            "421 4.7.0 {} Too many connections, try again later\r\n",
+            self.settings.hostname
+        );
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), stream.write_all(line.as_bytes())).await;
     }
 }

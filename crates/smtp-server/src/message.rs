@@ -34,7 +34,9 @@ impl Session {
             // RFC 3030 3: DATA may not follow BDAT in one transaction.
             return self.error_reply(Reply::new(503, "5.5.1", "DATA not allowed after BDAT"));
         }
-        let Some(env) = self.ready_envelope()? else { return Ok(()) };
+        let Some(env) = self.ready_envelope()? else {
+            return Ok(());
+        };
         self.reply(Reply::start_data());
         let max = self.srv.settings.max_message_size;
         let mut receiver = DataReceiver::new(max);
@@ -90,7 +92,9 @@ impl Session {
                 self.input.push(&pending[take..]);
                 break;
             }
-            let n = self.read_some(self.srv.settings.data_timeout, false).await?;
+            let n = self
+                .read_some(self.srv.settings.data_timeout, false)
+                .await?;
             pending.clear();
             pending.extend_from_slice(self.received(n));
         }
@@ -119,18 +123,35 @@ impl Session {
         }
         message.extend_from_slice(&data);
         drop(data);
-        let targets: Vec<Target> = env.rcpts.iter().flat_map(|(_, t)| t.iter().cloned()).collect();
-        match self.srv.deliverer.deliver(env.from.as_deref(), &targets, message).await {
+        let targets: Vec<Target> = env
+            .rcpts
+            .iter()
+            .flat_map(|(_, t)| t.iter().cloned())
+            .collect();
+        match self
+            .srv
+            .deliverer
+            .deliver(env.from.as_deref(), &targets, message)
+            .await
+        {
             Ok(receipt) => {
                 tracing::info!(
                     id, from = env.from.as_deref().unwrap_or(""), rcpts = env.rcpts.len(),
                     queued = ?receipt.queue_id, "message accepted"
                 );
-                self.reply(Reply::new(250, "2.0.0", format!("OK, message {id} accepted")));
+                self.reply(Reply::new(
+                    250,
+                    "2.0.0",
+                    format!("OK, message {id} accepted"),
+                ));
             }
             Err(e) => {
                 tracing::error!(id, "storing message failed: {e}");
-                self.reply(Reply::new(451, "4.3.0", "Local error in processing, try again later"));
+                self.reply(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Local error in processing, try again later",
+                ));
             }
         }
         Ok(())
@@ -138,7 +159,11 @@ impl Session {
 
     /// RFC 5321 4.4 trace header.
     fn received_header(&self, env: &Envelope, id: &str) -> String {
-        let helo = self.greeting.as_ref().map(|g| g.name.as_str()).unwrap_or("unknown");
+        let helo = self
+            .greeting
+            .as_ref()
+            .map(|g| g.name.as_str())
+            .unwrap_or("unknown");
         let esmtp = self.greeting.as_ref().is_some_and(|g| g.esmtp);
         // RFC 3848 protocol types.
         let with = match (esmtp, self.is_tls(), self.identity.is_some()) {
@@ -148,13 +173,18 @@ impl Session {
             (true, false, true) => "ESMTPA",
             (true, true, true) => "ESMTPSA",
         };
-        let tls = self.tls_description().map(|t| format!(" ({t})")).unwrap_or_default();
+        let tls = self
+            .tls_description()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
         // Name the recipient only when there is one: more would disclose Bcc recipients.
         let rcpt = match env.rcpts.as_slice() {
             [(only, _)] => format!("\r\n\tfor <{only}>"),
             _ => String::new(),
         };
-        let date = OffsetDateTime::now_utc().format(&Rfc2822).unwrap_or_default();
+        let date = OffsetDateTime::now_utc()
+            .format(&Rfc2822)
+            .unwrap_or_default();
         format!(
             "Received: from {helo} ([{ip}])\r\n\tby {host} (Postern) with {with}{tls} id {id}{rcpt};\r\n\t{date}\r\n",
             ip = self.peer.ip(),
@@ -166,8 +196,14 @@ impl Session {
 /// A unique message id for logs and headers: time plus a process-wide counter.
 fn next_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-    format!("{micros:x}{:04x}", COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff)
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    format!(
+        "{micros:x}{:04x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff
+    )
 }
 
 /// Whether the header block of `data` has a field named `name` (case-insensitive).
@@ -178,7 +214,9 @@ fn has_header(data: &[u8], name: &str) -> bool {
             return false;
         }
         if let Some(colon) = line.iter().position(|b| *b == b':')
-            && line[..colon].trim_ascii_end().eq_ignore_ascii_case(name.as_bytes())
+            && line[..colon]
+                .trim_ascii_end()
+                .eq_ignore_ascii_case(name.as_bytes())
         {
             return true;
         }
@@ -188,7 +226,9 @@ fn has_header(data: &[u8], name: &str) -> bool {
 
 fn add_missing_submission_headers(out: &mut Vec<u8>, data: &[u8], id: &str, host: &str) {
     if !has_header(data, "date") {
-        let date = OffsetDateTime::now_utc().format(&Rfc2822).unwrap_or_default();
+        let date = OffsetDateTime::now_utc()
+            .format(&Rfc2822)
+            .unwrap_or_default();
         out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
     }
     if !has_header(data, "message-id") {

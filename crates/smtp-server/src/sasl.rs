@@ -6,11 +6,19 @@ use proto_smtp::Reply;
 use crate::session::{End, Phase, Session};
 
 impl Session {
-    pub(crate) async fn handle_auth(&mut self, mechanism: String, initial: Option<String>) -> Result<(), End> {
+    pub(crate) async fn handle_auth(
+        &mut self,
+        mechanism: String,
+        initial: Option<String>,
+    ) -> Result<(), End> {
         if !self.auth_allowed() {
             if self.srv.settings.role == crate::Role::Submission {
                 // RFC 4954 6: 538 when the mechanism needs an encrypted connection.
-                return self.error_reply(Reply::new(538, "5.7.11", "Encryption required: use STARTTLS first"));
+                return self.error_reply(Reply::new(
+                    538,
+                    "5.7.11",
+                    "Encryption required: use STARTTLS first",
+                ));
             }
             return self.error_reply(Reply::new(502, "5.5.1", "AUTH not available here"));
         }
@@ -21,7 +29,11 @@ impl Session {
             return self.error_reply(Reply::new(503, "5.5.1", "Already authenticated"));
         }
         if matches!(self.phase, Phase::Mail(_)) {
-            return self.error_reply(Reply::new(503, "5.5.1", "AUTH not allowed during a mail transaction"));
+            return self.error_reply(Reply::new(
+                503,
+                "5.5.1",
+                "AUTH not allowed during a mail transaction",
+            ));
         }
         let credentials = match mechanism.as_str() {
             "PLAIN" => {
@@ -42,16 +54,35 @@ impl Session {
                     None => self.challenge("Username:").await?,
                 };
                 let Some(user) = user else { return Ok(()) };
-                let Some(pass) = self.challenge("Password:").await? else { return Ok(()) };
+                let Some(pass) = self.challenge("Password:").await? else {
+                    return Ok(());
+                };
                 sasl::parse_login_step(&user).and_then(|u| Ok((u, sasl::parse_login_step(&pass)?)))
             }
-            _ => return self.error_reply(Reply::new(504, "5.5.4", "Unrecognized authentication mechanism")),
+            _ => {
+                return self.error_reply(Reply::new(
+                    504,
+                    "5.5.4",
+                    "Unrecognized authentication mechanism",
+                ));
+            }
         };
         let (user, password) = match credentials {
             Ok(c) => c,
-            Err(e) => return self.error_reply(Reply::new(501, "5.5.2", format!("Cannot decode response: {e}"))),
+            Err(e) => {
+                return self.error_reply(Reply::new(
+                    501,
+                    "5.5.2",
+                    format!("Cannot decode response: {e}"),
+                ));
+            }
         };
-        match self.srv.auth.authenticate(self.peer.ip(), &user, &password).await {
+        match self
+            .srv
+            .auth
+            .authenticate(self.peer.ip(), &user, &password)
+            .await
+        {
             Ok(identity) => {
                 tracing::info!(peer = %self.peer, user = identity.address, "authenticated");
                 self.identity = Some(identity);
@@ -60,12 +91,19 @@ impl Session {
             }
             Err(AuthError::InvalidCredentials) => {
                 tracing::info!(peer = %self.peer, user, "authentication failed");
-                self.error_reply(Reply::new(535, "5.7.8", "Authentication credentials invalid"))
+                self.error_reply(Reply::new(
+                    535,
+                    "5.7.8",
+                    "Authentication credentials invalid",
+                ))
             }
             Err(AuthError::RateLimited(left)) => self.error_reply(Reply::new(
                 454,
                 "4.7.0",
-                format!("Too many failed authentication attempts; try again in {} s", left.as_secs().max(1)),
+                format!(
+                    "Too many failed authentication attempts; try again in {} s",
+                    left.as_secs().max(1)
+                ),
             )),
             Err(e) => {
                 tracing::error!("authentication error: {e}");

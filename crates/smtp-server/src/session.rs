@@ -145,7 +145,11 @@ impl Session {
                 Ok(())
             }
             Command::Quit => {
-                self.reply(Reply::new(221, "2.0.0", format!("{} closing connection", self.srv.settings.hostname)));
+                self.reply(Reply::new(
+                    221,
+                    "2.0.0",
+                    format!("{} closing connection", self.srv.settings.hostname),
+                ));
                 Err(End::Closed)
             }
             Command::Help => {
@@ -155,14 +159,21 @@ impl Session {
             // RFC 5321 3.5.3: 252 when we will not verify; answering honestly would let anyone
             // enumerate accounts.
             Command::Vrfy { .. } => {
-                self.reply(Reply::new(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"));
+                self.reply(Reply::new(
+                    252,
+                    "2.5.0",
+                    "Cannot VRFY user, but will accept message and attempt delivery",
+                ));
                 Ok(())
             }
-            Command::Expn { .. } => self.error_reply(Reply::new(502, "5.5.1", "EXPN not available")),
-            Command::StartTls => self.handle_starttls().await,
-            Command::Auth { mechanism, initial_response } => {
-                self.handle_auth(mechanism, initial_response).await
+            Command::Expn { .. } => {
+                self.error_reply(Reply::new(502, "5.5.1", "EXPN not available"))
             }
+            Command::StartTls => self.handle_starttls().await,
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.handle_auth(mechanism, initial_response).await,
         }
     }
 
@@ -176,7 +187,11 @@ impl Session {
         self.reply(reply);
         self.errors += 1;
         if self.errors >= self.srv.settings.max_errors {
-            self.reply(Reply::new(421, "4.7.0", "Too many errors, closing connection"));
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                "Too many errors, closing connection",
+            ));
             return Err(End::Closed);
         }
         Ok(())
@@ -222,7 +237,11 @@ impl Session {
             Ok(Ok(0)) | Ok(Err(_)) => Err(End::Disconnected),
             Ok(Ok(n)) => Ok(n),
             Err(_) => {
-                self.reply(Reply::new(421, "4.4.2", format!("{} Timeout, closing connection", self.srv.settings.hostname)));
+                self.reply(Reply::new(
+                    421,
+                    "4.4.2",
+                    format!("{} Timeout, closing connection", self.srv.settings.hostname),
+                ));
                 Err(End::Closed)
             }
         }
@@ -245,7 +264,9 @@ impl Session {
                 Some(Err(e)) => return Ok(Err(e.reply())),
                 None => {
                     let n = self.read_some(timeout, watch_shutdown).await?;
-                    let Session { input, read_buf, .. } = self;
+                    let Session {
+                        input, read_buf, ..
+                    } = self;
                     input.push(&read_buf[..n]);
                 }
             }
@@ -280,7 +301,8 @@ impl Session {
         // Anything pipelined after STARTTLS was sent in plaintext: drop it unread.
         self.input.clear();
         let plain = self.stream.take().ok_or(End::Disconnected)?;
-        let upgrade = tokio::time::timeout(self.srv.settings.command_timeout, plain.upgrade(&acceptor));
+        let upgrade =
+            tokio::time::timeout(self.srv.settings.command_timeout, plain.upgrade(&acceptor));
         match upgrade.await {
             Ok(Ok(tls)) => self.stream = Some(tls),
             _ => return Err(End::Disconnected),

@@ -25,7 +25,11 @@ pub fn postern(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 /// Runs and asserts success; returns stdout.
 pub fn ok(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let out = postern(data, args, stdin);
-    assert!(out.status.success(), "postern {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "postern {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -34,7 +38,10 @@ fn fails(data: &Path, args: &[&str], needle: &str) {
     let out = postern(data, args, Some("pw\n"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "postern {args:?} should fail");
-    assert!(err.contains(needle), "postern {args:?}: {err:?} does not mention {needle:?}");
+    assert!(
+        err.contains(needle),
+        "postern {args:?}: {err:?} does not mention {needle:?}"
+    );
 }
 
 #[test]
@@ -45,25 +52,79 @@ fn domains_users_aliases() {
     fails(d, &["domain", "add", "naver.test"], "already exists");
     fails(d, &["domain", "add", "bad domain"], "not a valid domain");
     assert_eq!(ok(d, &["domain", "list"], None), "naver.test\n");
-    ok(d, &["user", "add", "lee@naver.test", "--password-stdin"], Some("s3cret\n"));
-    fails(d, &["user", "add", "lee@naver.test", "--password-stdin"], "already exists");
-    fails(d, &["user", "add", "kim@daum.test", "--password-stdin"], "not hosted");
-    fails(d, &["user", "add", "not-an-address", "--password-stdin"], "not a valid address");
-    let out = postern(d, &["user", "add", "x@naver.test", "--password-stdin"], Some("\n"));
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("must not be empty"));
-    ok(d, &["user", "passwd", "lee@naver.test", "--password-stdin"], Some("n3w\n"));
-    fails(d, &["user", "passwd", "ghost@naver.test", "--password-stdin"], "not found");
-    ok(d, &["alias", "add", "sales@naver.test", "lee@naver.test"], None);
+    ok(
+        d,
+        &["user", "add", "lee@naver.test", "--password-stdin"],
+        Some("s3cret\n"),
+    );
+    fails(
+        d,
+        &["user", "add", "lee@naver.test", "--password-stdin"],
+        "already exists",
+    );
+    fails(
+        d,
+        &["user", "add", "kim@daum.test", "--password-stdin"],
+        "not hosted",
+    );
+    fails(
+        d,
+        &["user", "add", "not-an-address", "--password-stdin"],
+        "not a valid address",
+    );
+    let out = postern(
+        d,
+        &["user", "add", "x@naver.test", "--password-stdin"],
+        Some("\n"),
+    );
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("must not be empty")
+    );
+    ok(
+        d,
+        &["user", "passwd", "lee@naver.test", "--password-stdin"],
+        Some("n3w\n"),
+    );
+    fails(
+        d,
+        &["user", "passwd", "ghost@naver.test", "--password-stdin"],
+        "not found",
+    );
+    ok(
+        d,
+        &["alias", "add", "sales@naver.test", "lee@naver.test"],
+        None,
+    );
     ok(d, &["alias", "add", "@naver.test", "lee@naver.test"], None);
-    ok(d, &["alias", "add", "fwd@naver.test", "someone@elsewhere.test"], None);
-    fails(d, &["alias", "add", "sales@naver.test", "lee@naver.test"], "already exists");
-    fails(d, &["alias", "add", "x@naver.test", "ghost@naver.test"], "neither a user nor an alias");
-    fails(d, &["alias", "add", "x@daum.test", "lee@naver.test"], "not hosted");
+    ok(
+        d,
+        &["alias", "add", "fwd@naver.test", "someone@elsewhere.test"],
+        None,
+    );
+    fails(
+        d,
+        &["alias", "add", "sales@naver.test", "lee@naver.test"],
+        "already exists",
+    );
+    fails(
+        d,
+        &["alias", "add", "x@naver.test", "ghost@naver.test"],
+        "neither a user nor an alias",
+    );
+    fails(
+        d,
+        &["alias", "add", "x@daum.test", "lee@naver.test"],
+        "not hosted",
+    );
     assert_eq!(
         ok(d, &["alias", "list"], None),
         "@naver.test -> lee@naver.test\nfwd@naver.test -> someone@elsewhere.test\nsales@naver.test -> lee@naver.test\n"
     );
-    fails(d, &["domain", "remove", "naver.test"], "still has 1 account");
+    fails(
+        d,
+        &["domain", "remove", "naver.test"],
+        "still has 1 account",
+    );
     ok(d, &["alias", "remove", "sales@naver.test"], None);
     fails(d, &["alias", "remove", "sales@naver.test"], "not found");
     assert_eq!(ok(d, &["user", "list"], None), "lee@naver.test\n");
@@ -77,13 +138,28 @@ fn domains_users_aliases() {
 fn bad_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("postern.toml");
-    std::fs::write(&cfg, "hostname = \"mx.test\"\n[listen]\nsmpt = \"127.0.0.1:0\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_postern")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    std::fs::write(
+        &cfg,
+        "hostname = \"mx.test\"\n[listen]\nsmpt = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("smpt") && err.contains("postern.toml"), "{err}");
+    assert!(
+        err.contains("smpt") && err.contains("postern.toml"),
+        "{err}"
+    );
     std::fs::write(&cfg, "[limits]\nmax_message_size = -1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_postern")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_message_size"));
 }
@@ -95,24 +171,69 @@ fn import_mbox_and_export_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(d, &["domain", "add", "naver.test"], None);
-    ok(d, &["user", "add", "lee@naver.test", "--password-stdin"], Some("pw\n"));
+    ok(
+        d,
+        &["user", "add", "lee@naver.test", "--password-stdin"],
+        Some("pw\n"),
+    );
     let mbox = d.join("in.mbox");
     std::fs::write(&mbox, MBOX).unwrap();
-    let out = ok(d, &["import", "lee@naver.test", mbox.to_str().unwrap(), "--mailbox", "Old/2026"], None);
+    let out = ok(
+        d,
+        &[
+            "import",
+            "lee@naver.test",
+            mbox.to_str().unwrap(),
+            "--mailbox",
+            "Old/2026",
+        ],
+        None,
+    );
     assert!(out.contains("imported 2 message(s)"), "{out}");
-    let exported = ok(d, &["export", "lee@naver.test", "--mailbox", "Old/2026"], None);
-    assert!(exported.starts_with("From MAILER-DAEMON Sat Nov 21 12:00:00 2026\n"), "{exported}");
-    assert!(exported.contains("Subject: one\n") && exported.contains("\n>From the quoted line\n"), "{exported}");
+    let exported = ok(
+        d,
+        &["export", "lee@naver.test", "--mailbox", "Old/2026"],
+        None,
+    );
+    assert!(
+        exported.starts_with("From MAILER-DAEMON Sat Nov 21 12:00:00 2026\n"),
+        "{exported}"
+    );
+    assert!(
+        exported.contains("Subject: one\n") && exported.contains("\n>From the quoted line\n"),
+        "{exported}"
+    );
     assert!(exported.contains("Status: RO"), "flags survive: {exported}");
     assert!(exported.contains("From MAILER-DAEMON Sat Nov 21 13:00:00 2026\n"));
     // re-import of the export gives the same messages
     let again = d.join("again.mbox");
     std::fs::write(&again, &exported).unwrap();
-    ok(d, &["import", "lee@naver.test", again.to_str().unwrap(), "--mailbox", "Copy"], None);
-    assert_eq!(ok(d, &["export", "lee@naver.test", "--mailbox", "Copy"], None), exported);
-    fails(d, &["export", "lee@naver.test", "--mailbox", "Nope"], "no mailbox");
+    ok(
+        d,
+        &[
+            "import",
+            "lee@naver.test",
+            again.to_str().unwrap(),
+            "--mailbox",
+            "Copy",
+        ],
+        None,
+    );
+    assert_eq!(
+        ok(d, &["export", "lee@naver.test", "--mailbox", "Copy"], None),
+        exported
+    );
+    fails(
+        d,
+        &["export", "lee@naver.test", "--mailbox", "Nope"],
+        "no mailbox",
+    );
     fails(d, &["export", "ghost@naver.test"], "no user");
-    fails(d, &["import", "lee@naver.test", "/nonexistent/file"], "cannot read");
+    fails(
+        d,
+        &["import", "lee@naver.test", "/nonexistent/file"],
+        "cannot read",
+    );
 }
 
 #[test]
@@ -120,14 +241,30 @@ fn import_dovecot_maildir() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(d, &["domain", "add", "naver.test"], None);
-    ok(d, &["user", "add", "lee@naver.test", "--password-stdin"], Some("pw\n"));
+    ok(
+        d,
+        &["user", "add", "lee@naver.test", "--password-stdin"],
+        Some("pw\n"),
+    );
     let md = d.join("Maildir");
     for sub in ["cur", "new", "tmp", ".Sent/cur", ".Sent/new", ".Sent/tmp"] {
         std::fs::create_dir_all(md.join(sub)).unwrap();
     }
-    std::fs::write(md.join("new/1700000000.M1P1.host"), "Subject: unread\n\nnew mail\n").unwrap();
-    std::fs::write(md.join("cur/1700000001.M2P1.host:2,FS"), "Subject: seen\n\nold mail\n").unwrap();
-    std::fs::write(md.join(".Sent/cur/1700000002.M3P1.host:2,S"), "Subject: sent\n\nby me\n").unwrap();
+    std::fs::write(
+        md.join("new/1700000000.M1P1.host"),
+        "Subject: unread\n\nnew mail\n",
+    )
+    .unwrap();
+    std::fs::write(
+        md.join("cur/1700000001.M2P1.host:2,FS"),
+        "Subject: seen\n\nold mail\n",
+    )
+    .unwrap();
+    std::fs::write(
+        md.join(".Sent/cur/1700000002.M3P1.host:2,S"),
+        "Subject: sent\n\nby me\n",
+    )
+    .unwrap();
     let out = ok(d, &["import", "lee@naver.test", md.to_str().unwrap()], None);
     assert!(out.contains("imported 3 message(s)"), "{out}");
     let inbox = ok(d, &["export", "lee@naver.test"], None);
@@ -135,5 +272,15 @@ fn import_dovecot_maildir() {
     assert!(inbox.contains("X-Status: F"), "{inbox}");
     let sent = ok(d, &["export", "lee@naver.test", "--mailbox", "Sent"], None);
     assert!(sent.contains("Subject: sent"));
-    fails(d, &["import", "lee@naver.test", md.to_str().unwrap(), "--mailbox", "X"], "--mailbox applies to mbox");
+    fails(
+        d,
+        &[
+            "import",
+            "lee@naver.test",
+            md.to_str().unwrap(),
+            "--mailbox",
+            "X",
+        ],
+        "--mailbox applies to mbox",
+    );
 }

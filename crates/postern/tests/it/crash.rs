@@ -41,9 +41,16 @@ fn start_server(dir: &std::path::Path) -> (Child, SocketAddr) {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
         if let Some(rest) = line.trim().strip_prefix("smtp ") {
-            break rest.trim().trim_start_matches("listening on ").parse().unwrap();
+            break rest
+                .trim()
+                .trim_start_matches("listening on ")
+                .parse()
+                .unwrap();
         }
     };
     // keep draining stdout so the server never blocks on it
@@ -63,8 +70,15 @@ async fn reply(r: &mut TokioBufReader<TcpStream>) -> Option<u16> {
     }
 }
 
-async fn session(addr: SocketAddr, first: usize, fates: Arc<Mutex<Vec<Fate>>>, acks: Arc<AtomicUsize>) {
-    let Ok(tcp) = TcpStream::connect(addr).await else { return };
+async fn session(
+    addr: SocketAddr,
+    first: usize,
+    fates: Arc<Mutex<Vec<Fate>>>,
+    acks: Arc<AtomicUsize>,
+) {
+    let Ok(tcp) = TcpStream::connect(addr).await else {
+        return;
+    };
     let mut c = TokioBufReader::new(tcp);
     if reply(&mut c).await != Some(220) {
         return;
@@ -73,7 +87,8 @@ async fn session(addr: SocketAddr, first: usize, fates: Arc<Mutex<Vec<Fate>>>, a
     if reply(&mut c).await != Some(250) {
         return;
     }
-    let filler = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n".repeat(60);
+    let filler =
+        "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n".repeat(60);
     for k in first..first + PER_SESSION {
         let envelope = "MAIL FROM:<kim@daum.test>\r\nRCPT TO:<lee@naver.test>\r\nDATA\r\n";
         if c.get_mut().write_all(envelope.as_bytes()).await.is_err() {
@@ -85,7 +100,9 @@ async fn session(addr: SocketAddr, first: usize, fates: Arc<Mutex<Vec<Fate>>>, a
             }
         }
         let head = format!("Subject: crash {k}\r\nX-Crash-Id: {k}\r\n\r\n");
-        if c.get_mut().write_all(head.as_bytes()).await.is_err() || c.get_mut().write_all(filler.as_bytes()).await.is_err() {
+        if c.get_mut().write_all(head.as_bytes()).await.is_err()
+            || c.get_mut().write_all(filler.as_bytes()).await.is_err()
+        {
             return;
         }
         if c.get_mut().write_all(b".\r\n").await.is_err() {
@@ -107,7 +124,11 @@ async fn sigkill_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     ok(&data, &["domain", "add", "naver.test"], None);
-    ok(&data, &["user", "add", "lee@naver.test", "--password-stdin"], Some("pw\n"));
+    ok(
+        &data,
+        &["user", "add", "lee@naver.test", "--password-stdin"],
+        Some("pw\n"),
+    );
     let (mut server, addr) = start_server(dir.path());
 
     let total = SESSIONS * PER_SESSION;
@@ -115,11 +136,19 @@ async fn sigkill_loses_nothing_acknowledged() {
     let acks = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for s in 0..SESSIONS {
-        tasks.push(tokio::spawn(session(addr, s * PER_SESSION, fates.clone(), acks.clone())));
+        tasks.push(tokio::spawn(session(
+            addr,
+            s * PER_SESSION,
+            fates.clone(),
+            acks.clone(),
+        )));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while acks.load(Ordering::SeqCst) < KILL_AFTER_ACKS {
-        assert!(tokio::time::Instant::now() < deadline, "load did not progress");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "load did not progress"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.kill().unwrap(); // SIGKILL
@@ -129,11 +158,20 @@ async fn sigkill_loses_nothing_acknowledged() {
     }
     let fates = fates.lock().unwrap().clone();
     let acked = fates.iter().filter(|f| **f == Fate::Acked).count();
-    assert!(acked >= KILL_AFTER_ACKS && acked < total, "the kill must land midway (acked {acked} of {total})");
+    assert!(
+        acked >= KILL_AFTER_ACKS && acked < total,
+        "the kill must land midway (acked {acked} of {total})"
+    );
 
     // Restart on the same data: recovery must succeed and the server must work again.
     let (mut server, addr) = start_server(dir.path());
-    session(addr, 0, Arc::new(Mutex::new(vec![Fate::NotFinished; total])), Arc::new(AtomicUsize::new(0))).await;
+    session(
+        addr,
+        0,
+        Arc::new(Mutex::new(vec![Fate::NotFinished; total])),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
     server.kill().unwrap();
     server.wait().unwrap();
 
@@ -158,5 +196,8 @@ async fn sigkill_loses_nothing_acknowledged() {
             }
         }
     }
-    eprintln!("crash test: {acked} acknowledged, {in_doubt} in doubt, {} stored", counts.values().sum::<usize>());
+    eprintln!(
+        "crash test: {acked} acknowledged, {in_doubt} in doubt, {} stored",
+        counts.values().sum::<usize>()
+    );
 }

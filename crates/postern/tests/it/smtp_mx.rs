@@ -7,11 +7,21 @@ async fn ehlo_advertises_extensions() {
     let s = TestServer::start().await;
     let mut c = Raw::connect(s.smtp()).await;
     let r = c.cmd("EHLO client.daum.test", 250).await;
-    for ext in ["PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS", "CHUNKING"] {
+    for ext in [
+        "PIPELINING",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "STARTTLS",
+        "CHUNKING",
+    ] {
         assert!(r.lines.iter().any(|l| l == ext), "{ext} missing in {r:?}");
     }
     assert!(r.lines.iter().any(|l| l == "SIZE 26214400"), "{r:?}");
-    assert!(!r.lines.iter().any(|l| l.starts_with("AUTH")), "MX must not offer AUTH: {r:?}");
+    assert!(
+        !r.lines.iter().any(|l| l.starts_with("AUTH")),
+        "MX must not offer AUTH: {r:?}"
+    );
     c.cmd("QUIT", 221).await;
     assert!(c.closed().await);
 }
@@ -39,10 +49,19 @@ async fn delivers_with_trace_headers_tags_and_case() {
 async fn aliases_and_catch_all_deliver() {
     let s = TestServer::start().await;
     s.add_user("kim@naver.test").await;
-    s.store.add_alias("team@naver.test", "lee@naver.test").await.unwrap();
-    s.store.add_alias("team@naver.test", "kim@naver.test").await.unwrap();
+    s.store
+        .add_alias("team@naver.test", "lee@naver.test")
+        .await
+        .unwrap();
+    s.store
+        .add_alias("team@naver.test", "kim@naver.test")
+        .await
+        .unwrap();
     s.store.add_domain("other.test").await.unwrap();
-    s.store.add_alias("@other.test", "kim@naver.test").await.unwrap();
+    s.store
+        .add_alias("@other.test", "kim@naver.test")
+        .await
+        .unwrap();
     let mut c = Raw::connect(s.smtp()).await;
     c.cmd("EHLO x", 250).await;
     c.cmd("MAIL FROM:<>", 250).await;
@@ -68,7 +87,10 @@ async fn unknown_user_and_relay_are_refused() {
     let r = c.cmd("RCPT TO:<nobody@naver.test>", 550).await;
     assert!(r.text().starts_with("5.1.1"), "{r:?}");
     let r = c.cmd("RCPT TO:<victim@gmail.test>", 554).await;
-    assert!(r.text().starts_with("5.7.1") && r.text().contains("Relay access denied"), "{r:?}");
+    assert!(
+        r.text().starts_with("5.7.1") && r.text().contains("Relay access denied"),
+        "{r:?}"
+    );
     // a source-routed or percent-hack address is not a way around it either
     c.cmd("RCPT TO:<@naver.test:victim@gmail.test>", 554).await;
     c.cmd("RCPT TO:<victim%gmail.test@naver.test>", 550).await;
@@ -107,10 +129,15 @@ async fn dot_stuffing_and_bare_lf() {
     c.cmd("RCPT TO:<lee@naver.test>", 250).await;
     c.cmd("DATA", 354).await;
     // "..dots" is a stuffed ".dots"; a bare LF line ending is normalised to CRLF
-    c.send(b"Subject: dots\r\n\r\n..dots\r\nbare\nend\r\n.\r\n").await;
+    c.send(b"Subject: dots\r\n\r\n..dots\r\nbare\nend\r\n.\r\n")
+        .await;
     c.expect(250).await;
     let m = &s.messages("lee@naver.test", "INBOX").await[0];
-    assert!(m.ends_with(b"Subject: dots\r\n\r\n.dots\r\nbare\r\nend\r\n"), "{}", String::from_utf8_lossy(m));
+    assert!(
+        m.ends_with(b"Subject: dots\r\n\r\n.dots\r\nbare\r\nend\r\n"),
+        "{}",
+        String::from_utf8_lossy(m)
+    );
 }
 
 #[tokio::test]
@@ -148,7 +175,11 @@ async fn pipelining_and_bdat() {
     let msgs = s.messages("lee@naver.test", "INBOX").await;
     assert_eq!(msgs.len(), 2);
     assert!(msgs[0].ends_with(b"Subject: piped\r\n\r\nbody\r\n"));
-    assert!(msgs[1].ends_with(b"Subject: chunk\r\n\r\n123456\r\n"), "{}", String::from_utf8_lossy(&msgs[1]));
+    assert!(
+        msgs[1].ends_with(b"Subject: chunk\r\n\r\n123456\r\n"),
+        "{}",
+        String::from_utf8_lossy(&msgs[1])
+    );
     // BDAT without a transaction still consumes its chunk
     c.send(b"BDAT 5\r\nHELLONOOP\r\n").await;
     c.expect(503).await;
@@ -179,7 +210,8 @@ async fn size_limits() {
 async fn overlong_lines_and_garbage() {
     let s = TestServer::with_config("[limits]\nsmtp_max_errors = 5").await;
     let mut c = Raw::connect(s.smtp()).await;
-    c.send(format!("EHLO {}\r\n", "a".repeat(10_000)).as_bytes()).await;
+    c.send(format!("EHLO {}\r\n", "a".repeat(10_000)).as_bytes())
+        .await;
     c.expect(500).await;
     c.cmd("EHLO x", 250).await;
     c.send(b"\x00\xff\xfe garbage\r\n").await;
@@ -213,7 +245,8 @@ async fn message_cut_off_before_the_dot_is_not_delivered() {
 
 #[tokio::test]
 async fn idle_clients_time_out() {
-    let s = TestServer::with_config("[limits]\nsmtp_command_timeout = 1\nsmtp_data_timeout = 1").await;
+    let s =
+        TestServer::with_config("[limits]\nsmtp_command_timeout = 1\nsmtp_data_timeout = 1").await;
     let mut c = Raw::connect(s.smtp()).await;
     c.cmd("EHLO x", 250).await;
     let r = c.expect(421).await;
@@ -236,7 +269,9 @@ async fn connection_limit_per_ip() {
     let _a = Raw::connect(s.smtp()).await;
     let _b = Raw::connect(s.smtp()).await;
     let tcp = tokio::net::TcpStream::connect(s.smtp()).await.unwrap();
-    let mut c = crate::support::Raw { io: tokio::io::BufReader::new(Box::new(tcp)) };
+    let mut c = crate::support::Raw {
+        io: tokio::io::BufReader::new(Box::new(tcp)),
+    };
     let r = c.expect(421).await;
     assert!(r.text().contains("Too many connections"));
 }
@@ -259,14 +294,20 @@ async fn starttls_then_mail_and_no_plaintext_injection() {
     c.send(message("tls", "secret").as_bytes()).await;
     c.cmd(".", 250).await;
     let m = &s.messages("lee@naver.test", "INBOX").await[0];
-    assert!(contains(m, "with ESMTPS (TLSv1_3"), "{}", String::from_utf8_lossy(m));
+    assert!(
+        contains(m, "with ESMTPS (TLSv1_3"),
+        "{}",
+        String::from_utf8_lossy(m)
+    );
 }
 
 #[tokio::test]
 async fn lettre_client_delivers() {
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let s = TestServer::start().await;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1").port(s.smtp().port()).build();
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(s.smtp().port())
+        .build();
     let email = Message::builder()
         .from("Kim <kim@daum.test>".parse().unwrap())
         .to("Lee <lee@naver.test>".parse().unwrap())
@@ -276,5 +317,9 @@ async fn lettre_client_delivers() {
     let response = transport.send(email).await.unwrap();
     assert_eq!(response.code().to_string(), "250");
     let m = &s.messages("lee@naver.test", "INBOX").await[0];
-    assert!(contains(m, "Subject: =?utf-8?b?"), "{}", String::from_utf8_lossy(m));
+    assert!(
+        contains(m, "Subject: =?utf-8?b?"),
+        "{}",
+        String::from_utf8_lossy(m)
+    );
 }

@@ -14,11 +14,16 @@ fn plain(user: &str, pass: &str) -> String {
 }
 
 fn tls_params() -> TlsParameters {
-    TlsParameters::builder("mx.naver.test".into()).dangerous_accept_invalid_certs(true).build_rustls().unwrap()
+    TlsParameters::builder("mx.naver.test".into())
+        .dangerous_accept_invalid_certs(true)
+        .build_rustls()
+        .unwrap()
 }
 
 fn email(from: &str, to: &[&str], subject: &str) -> Message {
-    let mut b = Message::builder().from(from.parse().unwrap()).subject(subject);
+    let mut b = Message::builder()
+        .from(from.parse().unwrap())
+        .subject(subject);
     for t in to {
         b = b.to(t.parse().unwrap());
     }
@@ -28,15 +33,33 @@ fn email(from: &str, to: &[&str], subject: &str) -> Message {
 #[tokio::test]
 async fn auth_required_and_sender_must_be_owned() {
     let s = TestServer::start().await;
-    s.store.add_alias("sales@naver.test", "lee@naver.test").await.unwrap();
+    s.store
+        .add_alias("sales@naver.test", "lee@naver.test")
+        .await
+        .unwrap();
     s.add_user("kim@naver.test").await;
     let mut c = Raw::connect(s.submission()).await;
     let r = c.cmd("EHLO client", 250).await;
-    assert!(r.lines.iter().any(|l| l == "AUTH PLAIN LOGIN"), "loopback may AUTH before TLS: {r:?}");
+    assert!(
+        r.lines.iter().any(|l| l == "AUTH PLAIN LOGIN"),
+        "loopback may AUTH before TLS: {r:?}"
+    );
     c.cmd("MAIL FROM:<lee@naver.test>", 530).await;
-    c.cmd(&format!("AUTH PLAIN {}", plain("lee@naver.test", "wrong")), 535).await;
-    c.cmd(&format!("AUTH PLAIN {}", plain("Lee@Naver.test", PASSWORD)), 235).await;
-    c.cmd(&format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)), 503).await;
+    c.cmd(
+        &format!("AUTH PLAIN {}", plain("lee@naver.test", "wrong")),
+        535,
+    )
+    .await;
+    c.cmd(
+        &format!("AUTH PLAIN {}", plain("Lee@Naver.test", PASSWORD)),
+        235,
+    )
+    .await;
+    c.cmd(
+        &format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)),
+        503,
+    )
+    .await;
     let r = c.cmd("MAIL FROM:<kim@naver.test>", 553).await;
     assert!(r.text().starts_with("5.7.1"), "{r:?}");
     c.cmd("MAIL FROM:<>", 553).await;
@@ -53,11 +76,18 @@ async fn auth_required_and_sender_must_be_owned() {
     assert_eq!(q[0].sender.as_deref(), Some("lee+lists@naver.test"));
     assert_eq!(q[0].recipients[0].address, "friend@daum.test");
     let queued = s.store.read_blob(q[0].blob).await.unwrap();
-    assert!(!contains(&queued, "Return-Path:"), "queued copy gets Return-Path only at final delivery");
+    assert!(
+        !contains(&queued, "Return-Path:"),
+        "queued copy gets Return-Path only at final delivery"
+    );
     let m = &s.messages("kim@naver.test", "INBOX").await[0];
     assert!(contains(m, "with ESMTPA id"));
     // RFC 6409 8: the MSA added the missing Date and Message-ID
-    assert!(contains(m, "\r\nDate: ") && contains(m, "\r\nMessage-ID: <"), "{}", String::from_utf8_lossy(m));
+    assert!(
+        contains(m, "\r\nDate: ") && contains(m, "\r\nMessage-ID: <"),
+        "{}",
+        String::from_utf8_lossy(m)
+    );
 }
 
 #[tokio::test]
@@ -82,13 +112,22 @@ async fn no_auth_before_tls_for_non_local_clients() {
     let mut c = Raw::connect(s.submission()).await;
     let r = c.cmd("EHLO client", 250).await;
     assert!(!r.lines.iter().any(|l| l.starts_with("AUTH")), "{r:?}");
-    let r = c.cmd(&format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)), 538).await;
+    let r = c
+        .cmd(
+            &format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)),
+            538,
+        )
+        .await;
     assert!(r.text().starts_with("5.7.11"));
     c.cmd("STARTTLS", 220).await;
     let mut c = c.start_tls().await;
     let r = c.cmd("EHLO client", 250).await;
     assert!(r.lines.iter().any(|l| l == "AUTH PLAIN LOGIN"), "{r:?}");
-    c.cmd(&format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)), 235).await;
+    c.cmd(
+        &format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)),
+        235,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -97,14 +136,27 @@ async fn failed_logins_are_rate_limited() {
     let mut c = Raw::connect(s.submission()).await;
     c.cmd("EHLO client", 250).await;
     for _ in 0..3 {
-        c.cmd(&format!("AUTH PLAIN {}", plain("lee@naver.test", "guess")), 535).await;
+        c.cmd(
+            &format!("AUTH PLAIN {}", plain("lee@naver.test", "guess")),
+            535,
+        )
+        .await;
     }
     // locked out: even the right password is refused, on a new connection too
-    let r = c.cmd(&format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)), 454).await;
+    let r = c
+        .cmd(
+            &format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)),
+            454,
+        )
+        .await;
     assert!(r.text().contains("Too many failed"), "{r:?}");
     let mut c2 = Raw::connect(s.submission()).await;
     c2.cmd("EHLO client", 250).await;
-    c2.cmd(&format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)), 454).await;
+    c2.cmd(
+        &format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)),
+        454,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -118,7 +170,13 @@ async fn lettre_starttls_plain_and_login() {
             .credentials(Credentials::new("lee@naver.test".into(), PASSWORD.into()))
             .authentication(vec![mechanism])
             .build();
-        t.send(email("lee@naver.test", &["kim@naver.test", "kim@daum.test"], "both")).await.unwrap();
+        t.send(email(
+            "lee@naver.test",
+            &["kim@naver.test", "kim@daum.test"],
+            "both",
+        ))
+        .await
+        .unwrap();
     }
     assert_eq!(s.messages("kim@naver.test", "INBOX").await.len(), 2);
     assert_eq!(s.store.list_queue().await.unwrap().len(), 2);
@@ -132,7 +190,9 @@ async fn lettre_implicit_tls_submissions() {
         .tls(Tls::Wrapper(tls_params()))
         .credentials(Credentials::new("lee@naver.test".into(), PASSWORD.into()))
         .build();
-    t.send(email("lee@naver.test", &["lee@naver.test"], "to self")).await.unwrap();
+    t.send(email("lee@naver.test", &["lee@naver.test"], "to self"))
+        .await
+        .unwrap();
     let m = &s.messages("lee@naver.test", "INBOX").await[0];
     assert!(contains(m, "with ESMTPSA (TLSv1_3"));
     // wrong password over TLS is refused
@@ -141,7 +201,11 @@ async fn lettre_implicit_tls_submissions() {
         .tls(Tls::Wrapper(tls_params()))
         .credentials(Credentials::new("lee@naver.test".into(), "nope".into()))
         .build();
-    assert!(t.send(email("lee@naver.test", &["lee@naver.test"], "x")).await.is_err());
+    assert!(
+        t.send(email("lee@naver.test", &["lee@naver.test"], "x"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -151,5 +215,9 @@ async fn implicit_tls_offers_auth_but_not_starttls() {
     let r = c.cmd("EHLO client", 250).await;
     assert!(r.lines.iter().any(|l| l == "AUTH PLAIN LOGIN"), "{r:?}");
     assert!(!r.lines.iter().any(|l| l == "STARTTLS"), "{r:?}");
-    c.cmd(&format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)), 235).await;
+    c.cmd(
+        &format!("AUTH PLAIN {}", plain("lee@naver.test", PASSWORD)),
+        235,
+    )
+    .await;
 }

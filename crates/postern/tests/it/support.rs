@@ -38,7 +38,11 @@ impl TestServer {
         let config = Config::parse(&test_config(dir.path(), extra)).unwrap();
         let running = postern::server::start(&config).await.unwrap();
         let store = running.store.clone();
-        let s = TestServer { _dir: dir, running, store };
+        let s = TestServer {
+            _dir: dir,
+            running,
+            store,
+        };
         s.store.add_domain("naver.test").await.unwrap();
         s.add_user("lee@naver.test").await;
         s
@@ -67,9 +71,16 @@ impl TestServer {
 }
 
 pub async fn messages_in(store: &Store, address: &str, mailbox: &str) -> Vec<Vec<u8>> {
-    let creds = store.credentials(&normalize_address(address)).await.unwrap().expect("no such user");
+    let creds = store
+        .credentials(&normalize_address(address))
+        .await
+        .unwrap()
+        .expect("no such user");
     let boxes = store.list_mailboxes(creds.id).await.unwrap();
-    let mb = boxes.iter().find(|m| m.name == mailbox).expect("no such mailbox");
+    let mb = boxes
+        .iter()
+        .find(|m| m.name == mailbox)
+        .expect("no such mailbox");
     let mut out = Vec::new();
     for m in store.list_messages(mb.id).await.unwrap() {
         out.push(store.read_blob(m.blob).await.unwrap());
@@ -106,7 +117,9 @@ impl Raw {
     /// Connects and reads the greeting (asserting 220).
     pub async fn connect(addr: SocketAddr) -> Raw {
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let mut raw = Raw { io: BufReader::new(Box::new(tcp)) };
+        let mut raw = Raw {
+            io: BufReader::new(Box::new(tcp)),
+        };
         raw.expect(220).await;
         raw
     }
@@ -123,7 +136,9 @@ impl Raw {
 
     /// Reads one reply; `None` at EOF. Times out after 10 s.
     pub async fn reply(&mut self) -> Option<Reply> {
-        tokio::time::timeout(Duration::from_secs(10), self.reply_inner()).await.expect("timed out waiting for a reply")
+        tokio::time::timeout(Duration::from_secs(10), self.reply_inner())
+            .await
+            .expect("timed out waiting for a reply")
     }
 
     async fn reply_inner(&mut self) -> Option<Reply> {
@@ -135,7 +150,9 @@ impl Raw {
             }
             let l = l.trim_end_matches(['\r', '\n']);
             assert!(l.len() >= 3, "short reply line {l:?}");
-            let code: u16 = l[..3].parse().unwrap_or_else(|_| panic!("bad reply line {l:?}"));
+            let code: u16 = l[..3]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad reply line {l:?}"));
             lines.push(l.get(4..).unwrap_or("").to_string());
             if l.as_bytes().get(3) != Some(&b'-') {
                 return Some(Reply { code, lines });
@@ -159,18 +176,25 @@ impl Raw {
     /// Upgrades to TLS (after a 220 to STARTTLS), accepting any certificate.
     pub async fn start_tls(self) -> Raw {
         let Raw { io } = self;
-        assert!(io.buffer().is_empty(), "server sent data before the TLS handshake");
+        assert!(
+            io.buffer().is_empty(),
+            "server sent data before the TLS handshake"
+        );
         let inner = io.into_inner();
         let connector = tokio_rustls::TlsConnector::from(insecure_client_config());
         let name = rustls_pki_types::ServerName::try_from("mx.naver.test").unwrap();
         let tls = connector.connect(name, inner).await.unwrap();
-        Raw { io: BufReader::new(Box::new(tls)) }
+        Raw {
+            io: BufReader::new(Box::new(tls)),
+        }
     }
 
     /// Connects with implicit TLS and reads the greeting.
     pub async fn connect_tls(addr: SocketAddr) -> Raw {
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let raw = Raw { io: BufReader::new(Box::new(tcp)) };
+        let raw = Raw {
+            io: BufReader::new(Box::new(tcp)),
+        };
         let mut raw = raw.start_tls().await;
         raw.expect(220).await;
         raw
@@ -191,14 +215,41 @@ pub fn insecure_client_config() -> Arc<rustls::ClientConfig> {
     #[derive(Debug)]
     struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
     impl ServerCertVerifier for AcceptAny {
-        fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
             Ok(ServerCertVerified::assertion())
         }
-        fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
-        fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.0.signature_verification_algorithms.supported_schemes()
@@ -216,5 +267,7 @@ pub fn insecure_client_config() -> Arc<rustls::ClientConfig> {
 
 /// A small well-formed message.
 pub fn message(subject: &str, body: &str) -> String {
-    format!("From: Kim <kim@daum.test>\r\nTo: Lee <lee@naver.test>\r\nSubject: {subject}\r\nDate: Sun, 22 Nov 2026 10:00:00 +0900\r\nMessage-ID: <{subject}@daum.test>\r\n\r\n{body}\r\n")
+    format!(
+        "From: Kim <kim@daum.test>\r\nTo: Lee <lee@naver.test>\r\nSubject: {subject}\r\nDate: Sun, 22 Nov 2026 10:00:00 +0900\r\nMessage-ID: <{subject}@daum.test>\r\n\r\n{body}\r\n"
+    )
 }

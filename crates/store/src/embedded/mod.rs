@@ -34,7 +34,10 @@ pub(crate) struct Embedded {
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -60,7 +63,11 @@ impl Embedded {
         )?;
         schema::migrate(&mut conn)?;
         spawn_checkpointer(path.clone())?;
-        Ok(Embedded { path, writer: Writer::start(conn), readers: Mutex::new(Vec::new()) })
+        Ok(Embedded {
+            path,
+            writer: Writer::start(conn),
+            readers: Mutex::new(Vec::new()),
+        })
     }
 
     fn reader(&self) -> Result<Connection> {
@@ -110,7 +117,10 @@ fn spawn_checkpointer(path: PathBuf) -> Result<()> {
                 }
             }
         })
-        .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        .map_err(|source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -119,22 +129,32 @@ fn domain_of(address: &str) -> &str {
 }
 
 fn domain_id(conn: &Connection, domain: &str) -> Result<i64> {
-    conn.query_row("SELECT id FROM domains WHERE name = ?1", [domain], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("domain {domain}")))
+    conn.query_row("SELECT id FROM domains WHERE name = ?1", [domain], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("domain {domain}")))
 }
 
 fn account_id(conn: &Connection, address: &str) -> Result<i64> {
-    conn.query_row("SELECT id FROM accounts WHERE address = ?1", [address], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("account {address}")))
+    conn.query_row(
+        "SELECT id FROM accounts WHERE address = ?1",
+        [address],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("account {address}")))
 }
 
 /// Next UIDVALIDITY: the current time, but strictly above any value handed out before, so a
 /// mailbox deleted and re-created within one second still gets a new one.
 fn next_uid_validity(conn: &Connection) -> Result<u32> {
     let last: i64 = conn
-        .query_row("SELECT value FROM meta WHERE key = 'uid_validity'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'uid_validity'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0);
     let v = (now() & 0xffff_ffff).max(last + 1);
@@ -378,15 +398,17 @@ impl Backend for Embedded {
     async fn credentials(&self, address: &str) -> Result<Option<Credentials>> {
         let address = address.to_string();
         self.read(move |c| {
-            Ok(c.prepare_cached("SELECT id, address, password_hash FROM accounts WHERE address = ?1")?
-                .query_row([address], |r| {
-                    Ok(Credentials {
-                        id: AccountId(r.get(0)?),
-                        address: r.get(1)?,
-                        password_hash: r.get(2)?,
-                    })
+            Ok(c.prepare_cached(
+                "SELECT id, address, password_hash FROM accounts WHERE address = ?1",
+            )?
+            .query_row([address], |r| {
+                Ok(Credentials {
+                    id: AccountId(r.get(0)?),
+                    address: r.get(1)?,
+                    password_hash: r.get(2)?,
                 })
-                .optional()?)
+            })
+            .optional()?)
         })
         .await
     }
@@ -432,8 +454,12 @@ impl Backend for Embedded {
                 "SELECT a.source, a.target FROM aliases a JOIN domains d ON d.id = a.domain_id
                  WHERE ?1 IS NULL OR d.name = ?1 ORDER BY a.source, a.target",
             )?;
-            let rows =
-                stmt.query_map([domain], |r| Ok(Alias { source: r.get(0)?, target: r.get(1)? }))?;
+            let rows = stmt.query_map([domain], |r| {
+                Ok(Alias {
+                    source: r.get(0)?,
+                    target: r.get(1)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -449,9 +475,13 @@ impl Backend for Embedded {
                 .map(AccountId);
             let mut stmt =
                 c.prepare_cached("SELECT target FROM aliases WHERE source = ?1 ORDER BY target")?;
-            let alias_targets =
-                stmt.query_map([&address], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            Ok(AddressLookup { account, alias_targets })
+            let alias_targets = stmt
+                .query_map([&address], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(AddressLookup {
+                account,
+                alias_targets,
+            })
         })
         .await
     }
@@ -483,7 +513,10 @@ impl Backend for Embedded {
 
     async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<Mailbox> {
         let name = name.to_string();
-        let id = self.writer.write(move |c| insert_mailbox(c, account.0, &name, None)).await?;
+        let id = self
+            .writer
+            .write(move |c| insert_mailbox(c, account.0, &name, None))
+            .await?;
         self.list_mailboxes(account)
             .await?
             .into_iter()
@@ -531,14 +564,23 @@ impl Backend for Embedded {
             messages.into_iter().map(|m| (sha256(&m.data), m)).collect();
         self.writer
             .write(move |c| {
-                let exists = c.prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?.exists([mailbox.0])?;
+                let exists = c
+                    .prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?
+                    .exists([mailbox.0])?;
                 if !exists {
                     return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
                 }
                 let mut uids = Vec::with_capacity(hashed.len());
                 for (hash, m) in &hashed {
                     let blob = put_blob(c, hash, &m.data)?;
-                    uids.push(insert_message(c, mailbox.0, blob, m.data.len(), m.internal_date, &m.flags)?);
+                    uids.push(insert_message(
+                        c,
+                        mailbox.0,
+                        blob,
+                        m.data.len(),
+                        m.internal_date,
+                        &m.flags,
+                    )?);
                 }
                 Ok(uids)
             })
@@ -628,8 +670,10 @@ impl Backend for Embedded {
     async fn stats(&self) -> Result<Stats> {
         self.read(|c| {
             let count = |table: &str| -> rusqlite::Result<u64> {
-                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
-                    .map(|n| n as u64)
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
             };
             Ok(Stats {
                 domains: count("domains")?,

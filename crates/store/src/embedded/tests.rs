@@ -24,24 +24,66 @@ fn delivery(local: Vec<AccountId>, remote: Vec<&str>, body: &str) -> Delivery {
 async fn domains_accounts_aliases_lifecycle() {
     let (_d, s) = store();
     s.add_domain("naver.test").await.unwrap();
-    assert!(matches!(s.add_domain("naver.test").await, Err(StoreError::AlreadyExists(_))));
-    assert!(matches!(s.add_account("lee@nowhere.test", "h").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.add_domain("naver.test").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.add_account("lee@nowhere.test", "h").await,
+        Err(StoreError::NotFound(_))
+    ));
     let lee = s.add_account("lee@naver.test", "hash1").await.unwrap();
-    assert!(matches!(s.add_account("lee@naver.test", "h").await, Err(StoreError::AlreadyExists(_))));
-    let names: Vec<String> = s.list_mailboxes(lee).await.unwrap().into_iter().map(|m| m.name).collect();
-    assert_eq!(names, ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]);
+    assert!(matches!(
+        s.add_account("lee@naver.test", "h").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let names: Vec<String> = s
+        .list_mailboxes(lee)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]
+    );
     s.set_password("lee@naver.test", "hash2").await.unwrap();
-    assert_eq!(s.credentials("lee@naver.test").await.unwrap().unwrap().password_hash, "hash2");
+    assert_eq!(
+        s.credentials("lee@naver.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "hash2"
+    );
     assert!(s.credentials("nobody@naver.test").await.unwrap().is_none());
 
-    s.add_alias("sales@naver.test", "lee@naver.test").await.unwrap();
+    s.add_alias("sales@naver.test", "lee@naver.test")
+        .await
+        .unwrap();
     s.add_alias("@naver.test", "lee@naver.test").await.unwrap();
     let l = s.lookup_address("sales@naver.test").await.unwrap();
-    assert_eq!(l, AddressLookup { account: None, alias_targets: vec!["lee@naver.test".into()] });
-    assert_eq!(s.lookup_address("lee@naver.test").await.unwrap().account, Some(lee));
-    assert!(matches!(s.remove_domain("naver.test").await, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        l,
+        AddressLookup {
+            account: None,
+            alias_targets: vec!["lee@naver.test".into()]
+        }
+    );
+    assert_eq!(
+        s.lookup_address("lee@naver.test").await.unwrap().account,
+        Some(lee)
+    );
+    assert!(matches!(
+        s.remove_domain("naver.test").await,
+        Err(StoreError::Conflict(_))
+    ));
     s.remove_alias("sales@naver.test", None).await.unwrap();
-    assert!(matches!(s.remove_alias("sales@naver.test", None).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.remove_alias("sales@naver.test", None).await,
+        Err(StoreError::NotFound(_))
+    ));
     s.remove_account("lee@naver.test").await.unwrap();
     // the catch-all pointed at lee: removed with the account
     assert!(s.list_aliases(None).await.unwrap().is_empty());
@@ -55,12 +97,27 @@ async fn deliver_assigns_uids_and_modseqs_and_queues_remote() {
     s.add_domain("naver.test").await.unwrap();
     let a = s.add_account("a@naver.test", "h").await.unwrap();
     let b = s.add_account("b@naver.test", "h").await.unwrap();
-    let r1 = s.deliver(delivery(vec![a, b], vec!["x@daum.test"], "one")).await.unwrap();
+    let r1 = s
+        .deliver(delivery(vec![a, b], vec!["x@daum.test"], "one"))
+        .await
+        .unwrap();
     assert_eq!(r1.local_uids, [1, 1]);
     assert!(r1.queue_id.is_some());
     let r2 = s.deliver(delivery(vec![a], vec![], "two")).await.unwrap();
-    assert_eq!(r2, DeliveryReceipt { local_uids: vec![2], queue_id: None });
-    let inbox = s.list_mailboxes(a).await.unwrap().into_iter().find(|m| m.name == "INBOX").unwrap();
+    assert_eq!(
+        r2,
+        DeliveryReceipt {
+            local_uids: vec![2],
+            queue_id: None
+        }
+    );
+    let inbox = s
+        .list_mailboxes(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .unwrap();
     assert_eq!((inbox.messages, inbox.uid_next), (2, 3));
     let msgs = s.list_messages(inbox.id).await.unwrap();
     assert_eq!(msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
@@ -73,7 +130,13 @@ async fn deliver_assigns_uids_and_modseqs_and_queues_remote() {
     assert_eq!(q[0].recipients[0].status, RecipientStatus::Pending);
     assert_eq!(s.read_blob(q[0].blob).await.unwrap(), b"\r\none");
     // identical bytes to two accounts share one blob
-    let bi = s.list_mailboxes(b).await.unwrap().into_iter().find(|m| m.name == "INBOX").unwrap();
+    let bi = s
+        .list_mailboxes(b)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .unwrap();
     assert_eq!(s.list_messages(bi.id).await.unwrap()[0].blob, msgs[0].blob);
 }
 
@@ -86,7 +149,10 @@ async fn concurrent_deliveries_are_all_stored_with_distinct_uids() {
     for i in 0..200 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.deliver(delivery(vec![a], vec![], &format!("msg {i}"))).await.unwrap().local_uids[0]
+            s.deliver(delivery(vec![a], vec![], &format!("msg {i}")))
+                .await
+                .unwrap()
+                .local_uids[0]
         }));
     }
     let mut uids = Vec::new();
@@ -105,7 +171,10 @@ async fn concurrent_deliveries_are_all_stored_with_distinct_uids() {
 async fn failing_job_does_not_spoil_its_batch() {
     let (_d, s) = store();
     s.add_domain("naver.test").await.unwrap();
-    let (r1, r2) = tokio::join!(s.add_account("a@naver.test", "h"), s.add_domain("naver.test"));
+    let (r1, r2) = tokio::join!(
+        s.add_account("a@naver.test", "h"),
+        s.add_domain("naver.test")
+    );
     assert!(r1.is_ok());
     assert!(matches!(r2, Err(StoreError::AlreadyExists(_))));
     assert_eq!(s.list_accounts(None).await.unwrap().len(), 1);
@@ -116,10 +185,24 @@ async fn append_and_blob_collection() {
     let (_d, s) = store();
     s.add_domain("naver.test").await.unwrap();
     let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let sent = s.list_mailboxes(a).await.unwrap().into_iter().find(|m| m.name == "Sent").unwrap();
+    let sent = s
+        .list_mailboxes(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "Sent")
+        .unwrap();
     let msgs = vec![
-        NewMessage { data: b"m1".to_vec(), internal_date: 5, flags: Flags::from_names(&["\\seen", "$Junk"]) },
-        NewMessage { data: b"m2".to_vec(), internal_date: 6, flags: Flags::default() },
+        NewMessage {
+            data: b"m1".to_vec(),
+            internal_date: 5,
+            flags: Flags::from_names(&["\\seen", "$Junk"]),
+        },
+        NewMessage {
+            data: b"m2".to_vec(),
+            internal_date: 6,
+            flags: Flags::default(),
+        },
     ];
     assert_eq!(s.append(sent.id, msgs).await.unwrap(), [1, 2]);
     let listed = s.list_messages(sent.id).await.unwrap();
@@ -127,7 +210,10 @@ async fn append_and_blob_collection() {
     assert_eq!(listed[0].internal_date, 5);
     let blob = listed[0].blob;
     s.remove_account("a@naver.test").await.unwrap();
-    assert!(matches!(s.read_blob(blob).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.read_blob(blob).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -138,7 +224,13 @@ async fn uid_validity_is_unique_even_within_one_second() {
     let b = s.add_account("b@naver.test", "h").await.unwrap();
     let mut all: Vec<u32> = Vec::new();
     for acct in [a, b] {
-        all.extend(s.list_mailboxes(acct).await.unwrap().iter().map(|m| m.uid_validity));
+        all.extend(
+            s.list_mailboxes(acct)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.uid_validity),
+        );
     }
     let n = all.len();
     all.sort();

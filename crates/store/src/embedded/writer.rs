@@ -85,11 +85,16 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job = TypedJob { work: Some(work), result: None, reply };
+        let job = TypedJob {
+            work: Some(work),
+            result: None,
+            reply,
+        };
         self.tx
             .send(Box::new(job))
             .map_err(|_| StoreError::Unavailable("store writer stopped"))?;
-        rx.await.map_err(|_| StoreError::Unavailable("store writer stopped"))?
+        rx.await
+            .map_err(|_| StoreError::Unavailable("store writer stopped"))?
     }
 }
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of Postern. On a fresh Debian machine it first installs what the tests
+# need (swaks, the real SMTP client program the interop tests drive).
+#   ./test.sh            format check, clippy, and the whole test suite
+#   ./test.sh --quick    the test suite only
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing test dependencies: ${need[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' 2>/dev/null | head -1)" ]; then
+    $sudo apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ "${1:-}" != "--quick" ]; then
+  cargo fmt --all -- --check
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+cargo test --workspace --locked
