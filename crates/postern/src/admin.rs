@@ -370,9 +370,12 @@ pub async fn queue_list(store: &Store) -> anyhow::Result<()> {
     for e in entries {
         let created = time::OffsetDateTime::from_unix_timestamp(e.created)
             .ok()
-            .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z")).ok())
-            .unwrap_or_default();
-            .map(|t| t.to_string())
+            .and_then(|t| {
+                t.format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+                ))
+                .ok()
+            })
             .unwrap_or_default();
         println!(
             "{}  {}  {} bytes  from <{}>  attempts {}",
