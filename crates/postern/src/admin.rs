@@ -48,6 +48,17 @@ fn parse_alias_source(source: &str) -> anyhow::Result<String> {
     }
 }
 
+/// Fails unless the domain of `address` (or `@domain`) is hosted here.
+async fn ensure_hosted(store: &Store, address: &str) -> anyhow::Result<()> {
+    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    if !store.is_local_domain(domain).await.map_err(explain)? {
+        bail!(
+            "domain {domain} is not hosted here: add it first with `postern domain add {domain}`"
+        );
+    }
+    Ok(())
+}
+
 fn explain(e: StoreError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
@@ -75,12 +86,7 @@ pub async fn domain_list(store: &Store) -> anyhow::Result<()> {
 
 pub async fn user_add(store: &Store, address: &str, password: &str) -> anyhow::Result<()> {
     let a = parse_address(address)?;
-    let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-    if !store.is_local_domain(domain).await.map_err(explain)? {
-        bail!(
-            "domain {domain} is not hosted here: add it first with `postern domain add {domain}`"
-        );
-    }
+    ensure_hosted(store, &a).await?;
     let hash = hash(password).await?;
     store.add_account(&a, &hash).await.map_err(explain)?;
     println!("user {a} added");
@@ -125,12 +131,7 @@ pub async fn user_list(store: &Store, domain: Option<&str>) -> anyhow::Result<()
 pub async fn alias_add(store: &Store, source: &str, target: &str) -> anyhow::Result<()> {
     let s = parse_alias_source(source)?;
     let t = parse_address(target)?;
-    let sdomain = s.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-    if !store.is_local_domain(sdomain).await.map_err(explain)? {
-        bail!(
-            "domain {sdomain} is not hosted here: add it first with `postern domain add {sdomain}`"
-        );
-    }
+    ensure_hosted(store, &s).await?;
     let tdomain = t.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
     if store.is_local_domain(tdomain).await.map_err(explain)? {
         let found = store.lookup_address(&t).await.map_err(explain)?;

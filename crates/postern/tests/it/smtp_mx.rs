@@ -125,9 +125,7 @@ async fn dot_stuffing_and_bare_lf() {
     let s = TestServer::start().await;
     let mut c = Raw::connect(s.smtp()).await;
     c.cmd("EHLO x", 250).await;
-    c.cmd("MAIL FROM:<kim@daum.test>", 250).await;
-    c.cmd("RCPT TO:<lee@naver.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.begin_data("kim@daum.test", "lee@naver.test").await;
     // "..dots" is a stuffed ".dots"; a bare LF line ending is normalised to CRLF
     c.send(b"Subject: dots\r\n\r\n..dots\r\nbare\nend\r\n.\r\n")
         .await;
@@ -145,9 +143,7 @@ async fn smtp_smuggling_is_not_an_end_of_data() {
     let s = TestServer::start().await;
     let mut c = Raw::connect(s.smtp()).await;
     c.cmd("EHLO x", 250).await;
-    c.cmd("MAIL FROM:<kim@daum.test>", 250).await;
-    c.cmd("RCPT TO:<lee@naver.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.begin_data("kim@daum.test", "lee@naver.test").await;
     // A smuggled second message after "\n.\r\n" must not become a transaction of its own.
     c.send(b"Subject: outer\r\n\r\nhi\n.\r\nMAIL FROM:<admin@naver.test>\r\nRCPT TO:<lee@naver.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n").await;
     let r = c.expect(554).await;
@@ -230,9 +226,7 @@ async fn message_cut_off_before_the_dot_is_not_delivered() {
     let s = TestServer::start().await;
     let mut c = Raw::connect(s.smtp()).await;
     c.cmd("EHLO x", 250).await;
-    c.cmd("MAIL FROM:<kim@daum.test>", 250).await;
-    c.cmd("RCPT TO:<lee@naver.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.begin_data("kim@daum.test", "lee@naver.test").await;
     c.send(b"Subject: cut\r\n\r\nhalf a message\r\n").await;
     drop(c);
     // the server notices EOF; give it a moment, then check nothing was stored
@@ -255,9 +249,7 @@ async fn idle_clients_time_out() {
     // in the middle of DATA too
     let mut c = Raw::connect(s.smtp()).await;
     c.cmd("EHLO x", 250).await;
-    c.cmd("MAIL FROM:<kim@daum.test>", 250).await;
-    c.cmd("RCPT TO:<lee@naver.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.begin_data("kim@daum.test", "lee@naver.test").await;
     c.send(b"Subject: slow\r\n").await;
     c.expect(421).await;
     assert!(s.messages("lee@naver.test", "INBOX").await.is_empty());
@@ -288,9 +280,7 @@ async fn starttls_then_mail_and_no_plaintext_injection() {
     let r = c.cmd("EHLO x", 250).await;
     assert!(!r.lines.iter().any(|l| l == "STARTTLS"), "{r:?}");
     c.cmd("STARTTLS", 503).await;
-    c.cmd("MAIL FROM:<kim@daum.test>", 250).await;
-    c.cmd("RCPT TO:<lee@naver.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.begin_data("kim@daum.test", "lee@naver.test").await;
     c.send(message("tls", "secret").as_bytes()).await;
     c.cmd(".", 250).await;
     let m = &s.messages("lee@naver.test", "INBOX").await[0];

@@ -173,6 +173,13 @@ impl Raw {
         self.expect(code).await
     }
 
+    /// MAIL, RCPT, DATA for one recipient, asserting 250, 250, 354.
+    pub async fn begin_data(&mut self, from: &str, to: &str) {
+        self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
+        self.cmd(&format!("RCPT TO:<{to}>"), 250).await;
+        self.cmd("DATA", 354).await;
+    }
+
     /// Upgrades to TLS (after a 220 to STARTTLS), accepting any certificate.
     pub async fn start_tls(self) -> Raw {
         let Raw { io } = self;
