@@ -44,7 +44,7 @@ for S in $SIZES; do
     # Postfix: Maildir delivery by virtual(8); end-to-end = files in the Maildirs.
     bash "$peers/ctl.sh" stop >/dev/null 2>&1 || true
     bash "$peers/ctl.sh" reset >/dev/null
-    bash "$peers/ctl.sh" start >/dev/null
+    bash "$peers/ctl.sh" start </dev/null >/dev/null 2>&1
     eval "$(bash "$peers/ctl.sh" pids)"
     "$B" smtp --addr 127.0.0.1:2525 -n "$N" -s "$S" -c "$C" --label postfix --json \
       --wait-maildir /opt/mailpeers/vhosts/naver.test --server-pid "$postfix" | tail -1 >>"$out"

@@ -103,7 +103,10 @@ Example (Postfix peer on 127.0.0.1:2525):
       --rcpt-template 'u{i:03}@naver.test' --rcpt-count 100 \\
       --wait-maildir /opt/mailpeers/vhosts/naver.test --server-pid $postfix
 
+PIPELINING is used when the server advertises it (MAIL+RCPT+DATA in one write).
 Latency = time from sending MAIL FROM to the final 250 after the body.
+Server CPU = utime+stime+cutime+cstime of every process in the --server-pid
+trees, sampled before the run and after end-to-end completion (+ --settle-ms).
 Exit status: 0 all messages accepted and stored, 1 some messages failed,
 2 the --timeout expired.";
 
@@ -326,7 +329,11 @@ impl Template {
         head.extend_from_slice(&self.to_hdrs[rcpt_idx]);
         let _ = write!(head, "Subject: bench {k}\r\n");
         head.extend_from_slice(&self.date_hdr);
-        let _ = write!(head, "Message-ID: <bench-{k}-{}@bench.test>\r\n", self.run_id);
+        let _ = write!(
+            head,
+            "Message-ID: <bench-{k}-{}@bench.test>\r\n",
+            self.run_id
+        );
         head.extend_from_slice(&self.tail_hdrs);
         let r = self.size.saturating_sub(head.len());
         let (mut full, rem) = (r / LINE_LEN, r % LINE_LEN);
@@ -360,7 +367,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 fn rfc5322_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -387,6 +397,8 @@ struct Shared {
     accepted: AtomicU64,
     failed: AtomicU64,
     connect_errors: AtomicU64,
+    /// claimed by a worker that then gave up connecting
+    abandoned: AtomicU64,
     sessions: AtomicU64,
     /// first few distinct error descriptions, with counts
     errors: Mutex<Vec<(String, u64)>>,
@@ -455,7 +467,8 @@ impl Conn {
                     String::from_utf8_lossy(l).trim_end()
                 )));
             }
-            let code = (l[0] - b'0') as u16 * 100 + (l[1] - b'0') as u16 * 10 + (l[2] - b'0') as u16;
+            let code =
+                (l[0] - b'0') as u16 * 100 + (l[1] - b'0') as u16 * 10 + (l[2] - b'0') as u16;
             if ehlo && !first && l.len() >= 14 && l[4..14].eq_ignore_ascii_case(b"PIPELINING") {
                 self.pipelining = true;
             }
@@ -561,13 +574,23 @@ async fn transaction(
     let data_sent = Instant::now();
     c.expect("end of data", 250).await?;
     let now = Instant::now();
-    res.txn_us.push(now.duration_since(start).as_micros().min(u32::MAX as u128) as u32);
-    res.data_us.push(now.duration_since(data_sent).as_micros().min(u32::MAX as u128) as u32);
+    res.txn_us
+        .push(now.duration_since(start).as_micros().min(u32::MAX as u128) as u32);
+    res.data_us.push(
+        now.duration_since(data_sent)
+            .as_micros()
+            .min(u32::MAX as u128) as u32,
+    );
     res.last_accept = Some(now);
     Ok(())
 }
 
-async fn worker(args: Arc<SmtpArgs>, t: Arc<Template>, sh: Arc<Shared>, expected: usize) -> TaskResult {
+async fn worker(
+    args: Arc<SmtpArgs>,
+    t: Arc<Template>,
+    sh: Arc<Shared>,
+    expected: usize,
+) -> TaskResult {
     let mut res = TaskResult {
         txn_us: Vec::with_capacity(expected),
         data_us: Vec::with_capacity(expected),
@@ -577,10 +600,14 @@ async fn worker(args: Arc<SmtpArgs>, t: Arc<Template>, sh: Arc<Shared>, expected
     let mut head = Vec::with_capacity(t.size.min(64 * 1024) + 1024);
     let mut connect_fail_streak = 0u32;
     let per_session = args.per_session.max(1);
-    'outer: loop {
-        if sh.next.load(Ordering::Relaxed) >= args.messages {
-            break;
-        }
+    let claim = || {
+        let k = sh.next.fetch_add(1, Ordering::Relaxed);
+        (k < args.messages).then_some(k)
+    };
+    // The first message of a session is claimed before connecting, so that no
+    // session is opened when there is nothing left to send.
+    let mut pending = claim();
+    'outer: while let Some(first) = pending {
         let mut c = match open_session(&args.addr).await {
             Ok(c) => {
                 connect_fail_streak = 0;
@@ -592,32 +619,38 @@ async fn worker(args: Arc<SmtpArgs>, t: Arc<Template>, sh: Arc<Shared>, expected
                 sh.note_error(format!("session setup: {}", e.msg));
                 connect_fail_streak += 1;
                 if connect_fail_streak > 20 {
-                    break; // give up this worker; unsent messages are reported
+                    // give up this worker; its claimed message is reported as unsent
+                    sh.abandoned.fetch_add(1, Ordering::Relaxed);
+                    break;
                 }
                 tokio::time::sleep(Duration::from_millis(10 << connect_fail_streak.min(6))).await;
                 continue;
             }
         };
-        for _ in 0..per_session {
-            let k = sh.next.fetch_add(1, Ordering::Relaxed);
-            if k >= args.messages {
-                let _ = c.send(b"QUIT\r\n").await;
-                let _ = c.reply(false).await;
-                break 'outer;
-            }
-            match transaction(&mut c, &t, k, &mut cmd, &mut head, &mut res).await {
-                Ok(()) => {
-                    sh.accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    sh.failed.fetch_add(1, Ordering::Relaxed);
-                    sh.note_error(e.msg);
-                    continue 'outer; // drop this connection, open a new one
+        let mut k = first;
+        for i in 0..per_session {
+            if i > 0 {
+                match claim() {
+                    Some(n) => k = n,
+                    None => {
+                        pending = None;
+                        break;
+                    }
                 }
             }
+            if let Err(e) = transaction(&mut c, &t, k, &mut cmd, &mut head, &mut res).await {
+                sh.failed.fetch_add(1, Ordering::Relaxed);
+                sh.note_error(e.msg);
+                pending = claim();
+                continue 'outer; // drop this connection, open a new one
+            }
+            sh.accepted.fetch_add(1, Ordering::Relaxed);
         }
         let _ = c.send(b"QUIT\r\n").await;
         let _ = c.reply(false).await;
+        if pending.is_some() {
+            pending = claim();
+        }
     }
     res
 }
@@ -686,7 +719,9 @@ fn self_cpu_ticks() -> u64 {
 /// (busy, total) jiffies of the whole machine from /proc/stat.
 fn machine_cpu() -> (u64, u64) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = s.lines().next() else { return (0, 0) };
+    let Some(line) = s.lines().next() else {
+        return (0, 0);
+    };
     let v: Vec<u64> = line
         .split_ascii_whitespace()
         .skip(1)
@@ -718,14 +753,19 @@ struct MaildirCounter {
 
 impl MaildirCounter {
     fn new(root: PathBuf) -> Self {
-        MaildirCounter { root, cache: HashMap::new() }
+        MaildirCounter {
+            root,
+            cache: HashMap::new(),
+        }
     }
 
     fn count(&mut self) -> u64 {
         let mut total = 0;
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let Ok(ft) = e.file_type() else { continue };
                 if !ft.is_dir() {
@@ -836,7 +876,11 @@ fn json_str(s: &str) -> String {
 }
 
 fn json_num(v: f64) -> String {
-    if v.is_finite() { format!("{v:.3}") } else { "null".into() }
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "null".into()
+    }
 }
 
 fn smtp_main(args: SmtpArgs) -> Result<i32> {
@@ -920,9 +964,12 @@ fn smtp_main(args: SmtpArgs) -> Result<i32> {
     let accepted = shared.accepted.load(Ordering::Relaxed);
     let failed = shared.failed.load(Ordering::Relaxed);
     let claimed = shared.next.load(Ordering::Relaxed).min(args.messages) as u64;
-    let unsent = args.messages as u64 - claimed;
+    let unsent = args.messages as u64 - claimed + shared.abandoned.load(Ordering::Relaxed);
     let last_accept = results.iter().filter_map(|r| r.last_accept).max();
-    let accept_secs = last_accept.map_or(send_end, |l| l).duration_since(t0).as_secs_f64();
+    let accept_secs = last_accept
+        .map_or(send_end, |l| l)
+        .duration_since(t0)
+        .as_secs_f64();
 
     // --- end-to-end wait
     let mut e2e_timed_out = false;
@@ -963,8 +1010,14 @@ fn smtp_main(args: SmtpArgs) -> Result<i32> {
     drop(rt);
 
     // --- results
-    let mut txn: Vec<u32> = results.iter().flat_map(|r| r.txn_us.iter().copied()).collect();
-    let mut data: Vec<u32> = results.iter().flat_map(|r| r.data_us.iter().copied()).collect();
+    let mut txn: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.txn_us.iter().copied())
+        .collect();
+    let mut data: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.data_us.iter().copied())
+        .collect();
     txn.sort_unstable();
     data.sort_unstable();
     let acc_f = accepted.max(1) as f64;
@@ -997,7 +1050,11 @@ fn smtp_main(args: SmtpArgs) -> Result<i32> {
     let errors = shared.errors.lock().unwrap().clone();
 
     let mut out = String::new();
-    let label = if args.label.is_empty() { String::new() } else { format!("[{}] ", args.label) };
+    let label = if args.label.is_empty() {
+        String::new()
+    } else {
+        format!("[{}] ", args.label)
+    };
     let _ = writeln!(
         out,
         "{label}smtp {} N={} S={} C={} per-session={} rcpts={}",
@@ -1012,7 +1069,10 @@ fn smtp_main(args: SmtpArgs) -> Result<i32> {
     );
     match waiter.kind() {
         "accept" => {
-            let _ = writeln!(out, "  end-to-end  = acceptance (no --wait-maildir/--wait-cmd)  = {e2e_rate:.1} msg/s");
+            let _ = writeln!(
+                out,
+                "  end-to-end  = acceptance (no --wait-maildir/--wait-cmd)  = {e2e_rate:.1} msg/s"
+            );
         }
         kind => {
             if e2e_timed_out {
@@ -1082,7 +1142,11 @@ fn smtp_main(args: SmtpArgs) -> Result<i32> {
             json_num(e2e_secs),
             json_num(e2e_rate),
             e2e_timed_out,
-            if args.server_pid.is_empty() { "null".into() } else { json_num(server_cpu_s) },
+            if args.server_pid.is_empty() {
+                "null".into()
+            } else {
+                json_num(server_cpu_s)
+            },
             json_num(server_ms),
             json_num(self_cpu_s),
             json_num(self_ms),
@@ -1142,7 +1206,9 @@ mod tests {
 
     #[test]
     fn message_exact_size_and_no_dots() {
-        for size in [300usize, 400, 401, 402, 478, 479, 480, 4096, 102_400, 12_345] {
+        for size in [
+            300usize, 400, 401, 402, 478, 479, 480, 4096, 102_400, 12_345,
+        ] {
             let a = args(size);
             let t = Template::new(&a, "abc".into());
             for k in [0usize, 9, 10, 99, 4999, 123_456] {
@@ -1157,7 +1223,10 @@ mod tests {
                     assert!(!line.starts_with(b"."));
                     assert!(line.len() <= 80);
                 }
-                assert!(content.windows(2).filter(|w| w == b"\r\n").count() == content.iter().filter(|&&b| b == b'\n').count());
+                assert!(
+                    content.windows(2).filter(|w| w == b"\r\n").count()
+                        == content.iter().filter(|&&b| b == b'\n').count()
+                );
             }
         }
     }
