@@ -4,8 +4,9 @@
 //! * Writes go through [`writer::Writer`] (group commit, `synchronous=FULL`).
 //! * Reads use a small pool of read-only connections on blocking threads; WAL lets them run
 //!   while the writer commits.
-//! * A checkpointer thread copies the WAL back into the database in the background, so the
-//!   writer never pays for checkpoints on the commit path.
+//! * A checkpointer thread copies the WAL back into the database in the background, woken by
+//!   the writer when the WAL grows, so commits rarely pay for checkpoints; past a hard bound the
+//!   writer finishes the checkpoint itself so the WAL restarts and stays bounded.
 //! * Several processes may open the same database (the admin CLI while the server runs);
 //!   SQLite's locking and `busy_timeout` serialise their writes.
 
@@ -13,9 +14,10 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
@@ -58,14 +60,15 @@ impl Embedded {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA wal_autocheckpoint = 0;
-             PRAGMA journal_size_limit = 67108864;",
+             PRAGMA journal_size_limit = 134217728;",
         )?;
         schema::migrate(&mut conn)?;
-        spawn_checkpointer(path.clone())?;
+        let wake = spawn_checkpointer(path.clone())?;
+        // Our own wal_hook replaces SQLite's autocheckpoint on this connection.
+        let writer = Writer::start(conn, wake)?;
         Ok(Embedded {
             path,
-            writer: Writer::start(conn),
+            writer,
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -103,17 +106,20 @@ impl Embedded {
     }
 }
 
-/// Background PASSIVE checkpoints: never blocks readers or the writer.
-fn spawn_checkpointer(path: PathBuf) -> Result<()> {
+/// Background PASSIVE checkpoints (never blocking readers or the writer), when woken by the
+/// writer and at least once a second. Returns the wake-up handle.
+fn spawn_checkpointer(path: PathBuf) -> Result<mpsc::SyncSender<()>> {
     let conn = Connection::open(&path)?;
     configure(&conn)?;
+    let (wake, woken) = mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
-            loop {
-                std::thread::sleep(Duration::from_millis(500));
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!("WAL checkpoint failed: {e}");
+            while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) =
+                woken.recv_timeout(Duration::from_secs(1))
+            {
+                if let Err(e) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+                    tracing::debug!("WAL checkpoint skipped: {e}");
                 }
             }
         })
@@ -121,7 +127,7 @@ fn spawn_checkpointer(path: PathBuf) -> Result<()> {
             path: path.display().to_string(),
             source,
         })?;
-    Ok(())
+    Ok(wake)
 }
 
 fn domain_of(address: &str) -> &str {

@@ -7,15 +7,25 @@
 //! grows with concurrency. A failing job rolls back only its own savepoint.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 
 use rusqlite::Connection;
+use rusqlite::wal::CheckpointMode;
 use tokio::sync::oneshot;
 
 use crate::{Result, StoreError};
 
 /// Upper bound on jobs per transaction: keeps one commit's latency bounded.
 const MAX_BATCH: usize = 512;
+/// WAL size (pages) at which the background checkpointer is woken.
+const WAKE_CHECKPOINT_PAGES: i64 = 4096;
+/// WAL size (pages) at which the writer finishes the checkpoint itself. A busy writer keeps
+/// appending while a background PASSIVE checkpoint copies, so the WAL would never be fully
+/// backfilled and never restart from its beginning; the writer catching up (usually only the
+/// few frames the background has not copied yet) bounds the WAL at about this size.
+const FORCE_CHECKPOINT_PAGES: i64 = 16384;
 
 /// A unit of work for the writer thread.
 pub(super) trait Job: Send {
@@ -68,14 +78,23 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(super) fn start(conn: Connection) -> Writer {
+    /// Starts the writer thread on `conn`; `checkpoint` wakes the background checkpointer.
+    pub(super) fn start(
+        mut conn: Connection,
+        checkpoint: mpsc::SyncSender<()>,
+    ) -> rusqlite::Result<Writer> {
+        let wal_pages = Arc::new(AtomicI64::new(0));
+        let hook_pages = wal_pages.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
+            hook_pages.store(i64::from(pages), Ordering::Relaxed);
+            Ok(())
+        }))?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(conn, rx))
+            .spawn(move || run_writer(conn, rx, &wal_pages, &checkpoint))
             .expect("spawning the store writer thread");
-        Writer { tx }
+        Ok(Writer { tx })
     }
 
     /// Runs `work` in the next batch; resolves once the batch is durable.
@@ -98,7 +117,12 @@ impl Writer {
     }
 }
 
-fn run_writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
+fn run_writer(
+    conn: Connection,
+    rx: mpsc::Receiver<Box<dyn Job>>,
+    wal_pages: &AtomicI64,
+    checkpoint: &mpsc::SyncSender<()>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -114,6 +138,16 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
         let err = outcome.err().map(|e| e.to_string());
         for job in batch {
             job.finish(err.clone());
+        }
+        let pages = wal_pages.load(Ordering::Relaxed);
+        if pages >= FORCE_CHECKPOINT_PAGES {
+            // Callers were answered already; this delays only the next batch.
+            if let Err(e) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+                tracing::debug!("writer checkpoint skipped: {e}");
+            }
+            wal_pages.store(0, Ordering::Relaxed);
+        } else if pages >= WAKE_CHECKPOINT_PAGES {
+            let _ = checkpoint.try_send(());
         }
     }
 }
