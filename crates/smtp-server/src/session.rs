@@ -23,8 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{MAX_COMMAND_LINE, Role, SmtpServer};
 
-/// Size of one socket read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Size of one socket read. Large enough that a 100 KiB message arrives in a few reads (each
+/// read is a task wake-up), small enough to keep per-connection memory modest.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Why a session ends.
 #[derive(Debug)]
