@@ -1,0 +1,1 @@
+//! imap-server (work in progress)

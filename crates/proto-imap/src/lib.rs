@@ -1,0 +1,1 @@
+//! proto-imap (work in progress)
