@@ -67,8 +67,57 @@ pub trait Backend: Send + Sync {
     // ---- mailboxes and messages
     /// Mailboxes of an account, sorted by name, with message counts.
     async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
-    /// Creates a mailbox (no-op error [`StoreError::AlreadyExists`] if present).
+    /// Creates a mailbox ([`StoreError::AlreadyExists`] if present), with an optional RFC 6154
+    /// special-use attribute.
     async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<Mailbox>;
+    /// Creates a mailbox with a special-use attribute (CREATE-SPECIAL-USE).
+    async fn create_mailbox_special(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<Mailbox>;
+    /// Deletes a mailbox and its messages (INBOX cannot be deleted).
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
+    /// Renames a mailbox and its children (`name/...`). Renaming INBOX moves its messages to a
+    /// new mailbox and leaves INBOX empty (RFC 9051 6.3.6).
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
+    /// Subscribed names of an account, sorted.
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>>;
+    /// Subscribes or unsubscribes a name.
+    async fn set_subscribed(&self, account: AccountId, name: &str, on: bool) -> Result<()>;
+    /// The mailbox with exactly this name.
+    async fn mailbox_by_name(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
+    /// Aggregates of one mailbox (STATUS).
+    async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus>;
+    /// The mailbox and all its messages from one read transaction (SELECT).
+    async fn snapshot(&self, mailbox: MailboxId) -> Result<MailboxSnapshot>;
+    /// Messages added or changed and UIDs expunged after `modseq` (session resync, QRESYNC).
+    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<MailboxChanges>;
+    /// Changes flags of `uids`; with `unchanged_since`, only messages whose MODSEQ is not
+    /// above it (CONDSTORE).
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: Vec<Uid>,
+        op: FlagOp,
+        flags: Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagUpdate>;
+    /// Removes messages flagged `\Deleted` (only among `uids` when given); returns their UIDs.
+    async fn expunge(&self, mailbox: MailboxId, uids: Option<Vec<Uid>>) -> Result<Vec<Uid>>;
+    /// Copies messages to another mailbox of the same account; `remove` makes it a MOVE
+    /// (the source copies are expunged in the same transaction).
+    async fn copy_messages(
+        &self,
+        from: MailboxId,
+        uids: Vec<Uid>,
+        to: MailboxId,
+        remove: bool,
+    ) -> Result<CopyResult>;
+    /// A receiver that changes whenever this process commits a change to the mailbox; sessions
+    /// wait on it in IDLE and then ask [`Backend::changes_since`].
+    fn watch(&self, mailbox: MailboxId) -> tokio::sync::watch::Receiver<u64>;
     /// Metadata of every message of a mailbox, in UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
     /// The raw bytes of a stored message.

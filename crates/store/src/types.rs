@@ -279,3 +279,67 @@ pub struct Stats {
     /// Queue entries.
     pub queued: u64,
 }
+
+/// How STORE changes flags (RFC 9051 6.4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    /// `FLAGS`: replace.
+    Replace,
+    /// `+FLAGS`: add.
+    Add,
+    /// `-FLAGS`: remove.
+    Remove,
+}
+
+/// Outcome of a flag change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagUpdate {
+    /// Messages whose flags changed, with their new flags and MODSEQ.
+    pub updated: Vec<MessageMeta>,
+    /// Messages whose flags were already as asked (no new MODSEQ).
+    pub unchanged: Vec<MessageMeta>,
+    /// CONDSTORE: UIDs not changed because their MODSEQ was above UNCHANGEDSINCE.
+    pub modified: Vec<Uid>,
+}
+
+/// A consistent view of a mailbox: its state and every message, from one read transaction.
+#[derive(Debug, Clone)]
+pub struct MailboxSnapshot {
+    /// The mailbox as of the snapshot.
+    pub mailbox: Mailbox,
+    /// Messages in UID order.
+    pub messages: Vec<MessageMeta>,
+}
+
+/// What changed in a mailbox after a MODSEQ.
+#[derive(Debug, Clone)]
+pub struct MailboxChanges {
+    /// The mailbox now.
+    pub mailbox: Mailbox,
+    /// Messages added or whose flags changed (MODSEQ above the given one), in UID order.
+    pub changed: Vec<MessageMeta>,
+    /// UIDs expunged after the given MODSEQ, ascending.
+    pub expunged: Vec<Uid>,
+}
+
+/// Outcome of COPY/MOVE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyResult {
+    /// UIDVALIDITY of the destination (for COPYUID).
+    pub uid_validity: u32,
+    /// (source UID, destination UID) pairs, in source UID order.
+    pub pairs: Vec<(Uid, Uid)>,
+}
+
+/// Aggregates for STATUS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxStatus {
+    /// Messages.
+    pub messages: u32,
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+    /// Sum of message sizes (STATUS=SIZE).
+    pub size: u64,
+    /// Messages with `\Deleted`.
+    pub deleted: u32,
+}

@@ -10,6 +10,7 @@
 //! * Several processes may open the same database (the admin CLI while the server runs);
 //!   SQLite's locking and `busy_timeout` serialise their writes.
 
+mod mailboxes;
 mod schema;
 mod writer;
 
@@ -33,6 +34,7 @@ pub(crate) struct Embedded {
     path: PathBuf,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
+    notifier: mailboxes::Notifier,
 }
 
 fn now() -> i64 {
@@ -70,6 +72,7 @@ impl Embedded {
             path,
             writer,
             readers: Mutex::new(Vec::new()),
+            notifier: mailboxes::Notifier::default(),
         })
     }
 
@@ -340,6 +343,7 @@ impl Backend for Embedded {
                 let id = c.last_insert_rowid();
                 for (name, special) in DEFAULT_MAILBOXES {
                     insert_mailbox(c, id, name, *special)?;
+                    mailboxes::set_subscribed(c, AccountId(id), name, true)?;
                 }
                 Ok(AccountId(id))
             })
@@ -362,7 +366,12 @@ impl Backend for Embedded {
                     "DELETE FROM messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?1)",
                     [id],
                 )?;
+                c.execute(
+                    "DELETE FROM expunged WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?1)",
+                    [id],
+                )?;
                 c.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id])?;
+                c.execute("DELETE FROM subscriptions WHERE account_id = ?1", [id])?;
                 c.execute("DELETE FROM aliases WHERE target = ?1", [&address])?;
                 c.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
                 collect_blobs(c, &blobs)
@@ -493,66 +502,130 @@ impl Backend for Embedded {
     }
 
     async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT m.id, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq,
-                        m.subscribed, (SELECT count(*) FROM messages WHERE mailbox_id = m.id)
-                 FROM mailboxes m WHERE m.account_id = ?1 ORDER BY m.name",
-            )?;
-            let rows = stmt.query_map([account.0], |r| {
-                Ok(Mailbox {
-                    id: MailboxId(r.get(0)?),
-                    account,
-                    name: r.get(1)?,
-                    special_use: r.get(2)?,
-                    uid_validity: r.get(3)?,
-                    uid_next: r.get(4)?,
-                    highest_modseq: r.get::<_, i64>(5)? as u64,
-                    subscribed: r.get(6)?,
-                    messages: r.get(7)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
+        self.read(move |c| mailboxes::list(c, account)).await
     }
 
     async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<Mailbox> {
+        self.create_mailbox_special(account, name, None).await
+    }
+
+    async fn create_mailbox_special(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<Mailbox> {
+        let (name, special) = (name.to_string(), special_use.map(str::to_string));
+        let id = self
+            .writer
+            .write(move |c| mailboxes::create(c, account, &name, special.as_deref()))
+            .await?;
+        self.read(move |c| mailboxes::by_id(c, id)).await
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
         let name = name.to_string();
         let id = self
             .writer
-            .write(move |c| insert_mailbox(c, account.0, &name, None))
+            .write(move |c| mailboxes::delete(c, account, &name))
             .await?;
-        self.list_mailboxes(account)
-            .await?
-            .into_iter()
-            .find(|m| m.id == MailboxId(id))
-            .ok_or_else(|| StoreError::NotFound("created mailbox".into()))
+        self.notifier.bump(&[id]);
+        Ok(())
+    }
+
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (from.to_string(), to.to_string());
+        let ids = self
+            .writer
+            .write(move |c| mailboxes::rename(c, account, &from, &to))
+            .await?;
+        self.notifier.bump(&ids);
+        Ok(())
+    }
+
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        self.read(move |c| mailboxes::subscriptions(c, account))
+            .await
+    }
+
+    async fn set_subscribed(&self, account: AccountId, name: &str, on: bool) -> Result<()> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| mailboxes::set_subscribed(c, account, &name, on))
+            .await
+    }
+
+    async fn mailbox_by_name(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        let name = name.to_string();
+        self.read(move |c| mailboxes::by_name(c, account, &name))
+            .await
+    }
+
+    async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus> {
+        self.read(move |c| mailboxes::status(c, mailbox)).await
+    }
+
+    async fn snapshot(&self, mailbox: MailboxId) -> Result<MailboxSnapshot> {
+        self.read(move |c| mailboxes::snapshot(c, mailbox)).await
+    }
+
+    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<MailboxChanges> {
+        self.read(move |c| mailboxes::changes_since(c, mailbox, modseq))
+            .await
+    }
+
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: Vec<Uid>,
+        op: FlagOp,
+        flags: Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagUpdate> {
+        let r = self
+            .writer
+            .write(move |c| mailboxes::store_flags(c, mailbox, &uids, op, &flags, unchanged_since))
+            .await?;
+        if !r.updated.is_empty() {
+            self.notifier.bump(&[mailbox]);
+        }
+        Ok(r)
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: Option<Vec<Uid>>) -> Result<Vec<Uid>> {
+        let r = self
+            .writer
+            .write(move |c| mailboxes::expunge(c, mailbox, uids.as_deref()))
+            .await?;
+        if !r.is_empty() {
+            self.notifier.bump(&[mailbox]);
+        }
+        Ok(r)
+    }
+
+    async fn copy_messages(
+        &self,
+        from: MailboxId,
+        uids: Vec<Uid>,
+        to: MailboxId,
+        remove: bool,
+    ) -> Result<CopyResult> {
+        let r = self
+            .writer
+            .write(move |c| mailboxes::copy(c, from, &uids, to, remove))
+            .await?;
+        if !r.pairs.is_empty() {
+            self.notifier.bump(&[from, to]);
+        }
+        Ok(r)
+    }
+
+    fn watch(&self, mailbox: MailboxId) -> tokio::sync::watch::Receiver<u64> {
+        self.notifier.watch(mailbox)
     }
 
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT uid, blob_id, size, internal_date, flags, keywords, modseq
-                 FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
-            )?;
-            let rows = stmt.query_map([mailbox.0], |r| {
-                let keywords: String = r.get(5)?;
-                Ok(MessageMeta {
-                    uid: r.get(0)?,
-                    blob: BlobId(r.get(1)?),
-                    size: r.get::<_, i64>(2)? as u64,
-                    internal_date: r.get(3)?,
-                    flags: Flags {
-                        system: r.get(4)?,
-                        keywords: keywords.split_whitespace().map(str::to_string).collect(),
-                    },
-                    modseq: r.get::<_, i64>(6)? as u64,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
+        self.read(move |c| mailboxes::messages(c, mailbox)).await
     }
 
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
@@ -568,7 +641,8 @@ impl Backend for Embedded {
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>> {
         let hashed: Vec<(Vec<u8>, NewMessage)> =
             messages.into_iter().map(|m| (sha256(&m.data), m)).collect();
-        self.writer
+        let uids = self
+            .writer
             .write(move |c| {
                 let exists = c
                     .prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?
@@ -590,20 +664,25 @@ impl Backend for Embedded {
                 }
                 Ok(uids)
             })
-            .await
+            .await?;
+        self.notifier.bump(&[mailbox]);
+        Ok(uids)
     }
 
     async fn deliver(&self, d: Delivery) -> Result<DeliveryReceipt> {
         // Hash on the caller's thread: the writer thread is the serial bottleneck.
         let local_hash = (!d.local.is_empty()).then(|| sha256(&d.local_data));
         let remote_hash = (!d.remote.is_empty()).then(|| sha256(&d.remote_data));
-        self.writer
+        let (receipt, inboxes) = self
+            .writer
             .write(move |c| {
                 let mut local_uids = Vec::with_capacity(d.local.len());
+                let mut inboxes = Vec::with_capacity(d.local.len());
                 if let Some(hash) = &local_hash {
                     let blob = put_blob(c, hash, &d.local_data)?;
                     for account in &d.local {
                         let inbox = inbox_of(c, account.0)?;
+                        inboxes.push(MailboxId(inbox));
                         local_uids.push(insert_message(
                             c,
                             inbox,
@@ -630,9 +709,11 @@ impl Backend for Embedded {
                     }
                     queue_id = Some(id);
                 }
-                Ok(DeliveryReceipt { local_uids, queue_id })
+                Ok((DeliveryReceipt { local_uids, queue_id }, inboxes))
             })
-            .await
+            .await?;
+        self.notifier.bump(&inboxes);
+        Ok(receipt)
     }
 
     async fn list_queue(&self) -> Result<Vec<QueueEntry>> {

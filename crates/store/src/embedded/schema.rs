@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 /// Each entry migrates from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE domains (
     id INTEGER PRIMARY KEY,
@@ -74,7 +75,26 @@ CREATE TABLE queue_recipients (
     last_error TEXT,
     PRIMARY KEY (queue_id, address)
 );
-"#];
+"#,
+    r#"
+-- Expunged UIDs with the MODSEQ of their expunge: QRESYNC VANISHED and session resync.
+CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+);
+CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);
+CREATE INDEX messages_modseq ON messages (mailbox_id, modseq);
+-- IMAP subscriptions are names, and may name mailboxes that do not exist (RFC 9051 6.3.7).
+CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    name TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
+"#,
+];
 
 /// Brings the schema up to date; safe to run from several processes (it takes the write lock).
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -237,3 +237,162 @@ async fn uid_validity_is_unique_even_within_one_second() {
     all.dedup();
     assert_eq!(all.len(), n);
 }
+
+async fn mailbox(s: &Store, a: AccountId, name: &str) -> Mailbox {
+    s.mailbox_by_name(a, name).await.unwrap().unwrap()
+}
+
+fn msg(body: &str) -> NewMessage {
+    NewMessage {
+        data: body.as_bytes().to_vec(),
+        internal_date: 1,
+        flags: Flags::default(),
+    }
+}
+
+#[tokio::test]
+async fn flags_modseq_expunge_and_changes() {
+    let (_d, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let mut watch = s.watch(inbox.id);
+    s.append(inbox.id, vec![msg("1"), msg("2"), msg("3")])
+        .await
+        .unwrap();
+    assert!(watch.has_changed().unwrap(), "append wakes watchers");
+    watch.mark_unchanged();
+    let base = mailbox(&s, a, "INBOX").await.highest_modseq;
+
+    let seen = Flags::from_names(&["\\Seen", "$Important"]);
+    let r = s
+        .store_flags(inbox.id, vec![1, 2], FlagOp::Add, seen.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.updated.len(), 2);
+    assert!(
+        r.updated
+            .iter()
+            .all(|m| m.modseq == base + 1 && m.flags.seen())
+    );
+    // nothing changes: no new modseq
+    let r = s
+        .store_flags(inbox.id, vec![1], FlagOp::Add, seen.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!((r.updated.len(), r.unchanged.len()), (0, 1));
+    // CONDSTORE: message 1 was modified after `base`, message 3 was not
+    let del = Flags::from_names(&["\\Deleted"]);
+    let r = s
+        .store_flags(inbox.id, vec![1, 3], FlagOp::Add, del.clone(), Some(base))
+        .await
+        .unwrap();
+    assert_eq!(r.modified, vec![1]);
+    assert_eq!(r.updated.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![3]);
+    s.store_flags(
+        inbox.id,
+        vec![2],
+        FlagOp::Remove,
+        Flags::from_names(&["$important"]),
+        None,
+    )
+    .await
+    .unwrap();
+
+    let ch = s.changes_since(inbox.id, base).await.unwrap();
+    assert_eq!(
+        ch.changed.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(ch.expunged.is_empty());
+    assert_eq!(
+        s.mailbox_status(inbox.id).await.unwrap(),
+        MailboxStatus {
+            messages: 3,
+            unseen: 1,
+            size: 3,
+            deleted: 1
+        }
+    );
+
+    let before = mailbox(&s, a, "INBOX").await.highest_modseq;
+    assert_eq!(
+        s.expunge(inbox.id, Some(vec![1, 2])).await.unwrap(),
+        Vec::<Uid>::new()
+    );
+    assert_eq!(s.expunge(inbox.id, None).await.unwrap(), vec![3]);
+    let ch = s.changes_since(inbox.id, before).await.unwrap();
+    assert_eq!(ch.expunged, vec![3]);
+    assert!(ch.mailbox.highest_modseq > before);
+    let snap = s.snapshot(inbox.id).await.unwrap();
+    assert_eq!(
+        snap.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(snap.mailbox.uid_next, 4, "UIDs are never reused");
+}
+
+#[tokio::test]
+async fn copy_move_rename_delete_subscribe() {
+    let (_d, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let archive = mailbox(&s, a, "Archive").await;
+    s.append(inbox.id, vec![msg("1"), msg("2"), msg("3")])
+        .await
+        .unwrap();
+    let c = s
+        .copy_messages(inbox.id, vec![1, 3], archive.id, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.uid_validity, c.pairs),
+        (archive.uid_validity, vec![(1, 1), (3, 2)])
+    );
+    let m = s
+        .copy_messages(inbox.id, vec![2], archive.id, true)
+        .await
+        .unwrap();
+    assert_eq!(m.pairs, vec![(2, 3)]);
+    assert_eq!(s.snapshot(inbox.id).await.unwrap().messages.len(), 2);
+    assert_eq!(s.snapshot(archive.id).await.unwrap().messages.len(), 3);
+
+    s.create_mailbox(a, "Projects").await.unwrap();
+    s.create_mailbox(a, "Projects/2026").await.unwrap();
+    s.set_subscribed(a, "Projects/2026", true).await.unwrap();
+    s.rename_mailbox(a, "Projects", "Work").await.unwrap();
+    assert!(s.mailbox_by_name(a, "Work/2026").await.unwrap().is_some());
+    assert!(
+        s.subscriptions(a)
+            .await
+            .unwrap()
+            .contains(&"Work/2026".to_string())
+    );
+    assert!(matches!(
+        s.rename_mailbox(a, "Work", "Archive").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    // INBOX rename moves its messages and leaves an empty INBOX
+    s.rename_mailbox(a, "INBOX", "Old").await.unwrap();
+    assert_eq!(s.snapshot(inbox.id).await.unwrap().messages.len(), 0);
+    assert_eq!(
+        s.snapshot(mailbox(&s, a, "Old").await.id)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        2
+    );
+    assert!(matches!(
+        s.delete_mailbox(a, "INBOX").await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.delete_mailbox(a, "Archive").await.unwrap();
+    assert!(s.mailbox_by_name(a, "Archive").await.unwrap().is_none());
+    let su = s
+        .create_mailbox_special(a, "Spam2", Some("\\Junk"))
+        .await
+        .unwrap();
+    assert_eq!(su.special_use.as_deref(), Some("\\Junk"));
+}
