@@ -114,6 +114,9 @@ pub struct Limits {
     pub smtp_data_timeout: u64,
     /// Protocol errors tolerated in one SMTP session before it is closed.
     pub smtp_max_errors: u32,
+    /// Seconds an authenticated IMAP client may stay silent, IDLE included (RFC 9051 5.4:
+    /// at least 30 minutes).
+    pub imap_idle_timeout: u64,
 }
 
 impl Default for Limits {
@@ -126,6 +129,7 @@ impl Default for Limits {
             smtp_command_timeout: 300,
             smtp_data_timeout: 180,
             smtp_max_errors: 20,
+            imap_idle_timeout: 1800,
         }
     }
 }
@@ -237,6 +241,7 @@ impl Config {
             ("limits.smtp_command_timeout", l.smtp_command_timeout),
             ("limits.smtp_data_timeout", l.smtp_data_timeout),
             ("limits.smtp_max_errors", l.smtp_max_errors as u64),
+            ("limits.imap_idle_timeout", l.imap_idle_timeout),
             ("auth.max_failures", self.auth.max_failures as u64),
         ];
         for (key, v) in positive {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use auth::{Authenticator, FailureLimiter};
 use net::{ConnLimits, ShutdownTrigger, TlsMode};
 use queue::Deliverer;
+use imap_server::ImapServer;
 use smtp_server::{Role, Settings, SmtpServer};
 use store::Store;
 use tokio::net::TcpListener;
@@ -125,9 +126,30 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         ));
         listeners.push((name, bound));
     }
+    let imap_settings = imap_server::Settings {
+        hostname: config.hostname.clone(),
+        max_append: l.max_message_size.min(u64::from(u32::MAX - (1 << 20))) as u32,
+        unauthenticated_timeout: Duration::from_secs(60),
+        authenticated_timeout: Duration::from_secs(l.imap_idle_timeout),
+        allow_plaintext_auth: config.auth.allow_plaintext,
+        plaintext_auth_on_loopback: config.auth.plaintext_on_loopback,
+        max_bad_commands: 20,
+    };
+    for (name, addr, implicit) in [("imap", listen.imap, false), ("imaps", listen.imaps, true)] {
+        let Some(addr) = addr else { continue };
+        let socket = TcpListener::bind(addr).await.with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
+        let bound = socket.local_addr()?;
+        let server = Arc::new(ImapServer::new(
+            imap_settings.clone(),
+            store.clone(),
+            auth.clone(),
+            (!implicit).then(|| acceptor.clone()),
+        ));
+        let tls = if implicit { TlsMode::Implicit(acceptor.clone()) } else { TlsMode::Plain };
+        tracker.spawn(net::serve(socket, tls, conn_limits.clone(), server, shutdown.clone(), tracker.clone()));
+        listeners.push((name, bound));
+    }
     let unavailable = [
-        ("imap", listen.imap),
-        ("imaps", listen.imaps),
         ("pop3", listen.pop3),
         ("pop3s", listen.pop3s),
         ("http", listen.http),

@@ -6,6 +6,7 @@
 
 mod cli;
 mod crash;
+mod imap;
 mod interop;
 mod smtp_mx;
 mod submission;

@@ -22,7 +22,7 @@ pub struct TestServer {
 /// Config for a test server: all SMTP listeners on port 0, plus `extra` TOML.
 pub fn test_config(dir: &std::path::Path, extra: &str) -> String {
     format!(
-        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\n",
+        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\n",
         dir.display()
     )
 }
@@ -62,6 +62,22 @@ impl TestServer {
     }
     pub fn submissions(&self) -> SocketAddr {
         self.running.addr("submissions").unwrap()
+    }
+    pub fn imap(&self) -> SocketAddr {
+        self.running.addr("imap").unwrap()
+    }
+    pub fn imaps(&self) -> SocketAddr {
+        self.running.addr("imaps").unwrap()
+    }
+
+    /// Delivers a message to `to` over SMTP (the MX listener).
+    pub async fn deliver(&self, to: &str, subject: &str, body: &str) {
+        let mut c = Raw::connect(self.smtp()).await;
+        c.cmd("EHLO test", 250).await;
+        c.begin_data("kim@daum.test", to).await;
+        c.send(message(subject, body).as_bytes()).await;
+        c.cmd(".", 250).await;
+        c.cmd("QUIT", 221).await;
     }
 
     /// The raw messages in `address`'s mailbox `mailbox`.
@@ -277,4 +293,121 @@ pub fn message(subject: &str, body: &str) -> String {
     format!(
         "From: Kim <kim@daum.test>\r\nTo: Lee <lee@naver.test>\r\nSubject: {subject}\r\nDate: Sun, 22 Nov 2026 10:00:00 +0900\r\nMessage-ID: <{subject}@daum.test>\r\n\r\n{body}\r\n"
     )
+}
+
+/// A scripted IMAP client: sends tagged commands and collects responses (literals inlined).
+pub struct Imap {
+    pub io: BufReader<Box<dyn Io>>,
+    next: u32,
+}
+
+/// The responses to one command.
+#[derive(Debug)]
+pub struct ImapReply {
+    /// Untagged responses ("* ..." without the "* "), literals inlined.
+    pub untagged: Vec<String>,
+    /// The tagged status line without the tag ("OK ...", "NO ...", "BAD ...").
+    pub status: String,
+}
+
+impl ImapReply {
+    pub fn ok(&self) -> bool {
+        self.status.starts_with("OK")
+    }
+    pub fn has(&self, needle: &str) -> bool {
+        self.untagged.iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Imap {
+    /// Connects, reads the greeting, returns it.
+    pub async fn connect(addr: SocketAddr) -> (Imap, String) {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut c = Imap { io: BufReader::new(Box::new(tcp)), next: 1 };
+        let greeting = c.line().await.expect("greeting");
+        (c, greeting)
+    }
+
+    /// Connects and logs in as `user`.
+    pub async fn login(addr: SocketAddr, user: &str) -> Imap {
+        let (mut c, _) = Imap::connect(addr).await;
+        let r = c.cmd(&format!("LOGIN {user} \"{PASSWORD}\"")).await;
+        assert!(r.ok(), "login failed: {r:?}");
+        c
+    }
+
+    /// Reads one response line with literals inlined; `None` at EOF.
+    pub async fn line(&mut self) -> Option<String> {
+        let mut full = Vec::new();
+        loop {
+            let mut l = Vec::new();
+            let n = tokio::time::timeout(Duration::from_secs(10), self.io.read_until(b'\n', &mut l))
+                .await
+                .expect("timed out waiting for the server")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            while l.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+                l.pop();
+            }
+            let lit = l.strip_suffix(b"}").and_then(|h| {
+                let open = h.iter().rposition(|c| *c == b'{')?;
+                std::str::from_utf8(&h[open + 1..]).ok()?.trim_end_matches('+').parse::<usize>().ok()
+            });
+            full.extend_from_slice(&l);
+            match lit {
+                Some(len) => {
+                    full.extend_from_slice(b"\r\n");
+                    let mut buf = vec![0; len];
+                    tokio::io::AsyncReadExt::read_exact(&mut self.io, &mut buf).await.ok()?;
+                    full.extend_from_slice(&buf);
+                }
+                None => return Some(String::from_utf8_lossy(&full).into_owned()),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.io.get_mut().write_all(bytes).await.unwrap();
+        self.io.get_mut().flush().await.unwrap();
+    }
+
+    /// Sends `tag command` and collects responses up to the tagged one.
+    pub async fn cmd(&mut self, command: &str) -> ImapReply {
+        let tag = format!("a{}", self.next);
+        self.next += 1;
+        self.send(format!("{tag} {command}\r\n").as_bytes()).await;
+        self.until(&tag).await
+    }
+
+    /// Collects responses until the line tagged `tag`.
+    pub async fn until(&mut self, tag: &str) -> ImapReply {
+        let mut untagged = Vec::new();
+        loop {
+            let l = self.line().await.expect("connection closed");
+            if let Some(rest) = l.strip_prefix("* ") {
+                untagged.push(rest.to_string());
+            } else if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
+                return ImapReply { untagged, status: rest.to_string() };
+            } else if l.starts_with('+') {
+                untagged.push(l);
+            }
+        }
+    }
+
+    /// Next tag that `cmd` will use.
+    pub fn next_tag(&self) -> String {
+        format!("a{}", self.next)
+    }
+
+    pub fn bump_tag(&mut self) {
+        self.next += 1;
+    }
+
+    /// A client value to fill with struct-update syntax around another stream.
+    pub fn placeholder() -> Imap {
+        let (a, _b) = tokio::io::duplex(1);
+        Imap { io: BufReader::new(Box::new(a)), next: 1 }
+    }
 }

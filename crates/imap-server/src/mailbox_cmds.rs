@@ -1,0 +1,332 @@
+//! Authenticated-state commands on mailboxes: SELECT/EXAMINE, CREATE, DELETE, RENAME,
+//! SUBSCRIBE/UNSUBSCRIBE, LIST/LSUB, STATUS, APPEND.
+
+use std::collections::BTreeMap;
+
+use imap_codec::imap_types::command::SelectParameter;
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
+use imap_codec::imap_types::status::StatusDataItemName;
+use store::{Flags, Mailbox, NewMessage, StoreError};
+
+use crate::names::{self, DELIMITER};
+use crate::selected::{Selected, compress_uids, flag_list};
+use crate::session::{Flow, Session};
+
+/// The system flags every mailbox permits.
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// Store flags from wire flags (`\Recent` and unknown `\X` are ignored).
+pub(crate) fn to_store_flags(flags: &[Flag<'_>]) -> Flags {
+    let names: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    Flags::from_names(&names)
+}
+
+impl Session {
+    fn account(&self) -> store::AccountId {
+        self.user.as_ref().map(|u| u.account).unwrap_or(store::AccountId(0))
+    }
+
+    /// Resolves a mailbox name from the wire to an existing mailbox, or answers NO.
+    pub(crate) async fn existing(&mut self, tag: &str, name: &WireMailbox<'_>) -> Result<Option<Mailbox>, crate::session::End> {
+        self.existing_or(tag, name, "[NONEXISTENT] No such mailbox").await
+    }
+
+    /// As [`Session::existing`], answering `missing` when the mailbox does not exist.
+    pub(crate) async fn existing_or(
+        &mut self,
+        tag: &str,
+        name: &WireMailbox<'_>,
+        missing: &str,
+    ) -> Result<Option<Mailbox>, crate::session::End> {
+        let Some(name) = names::from_wire(name, self.utf8) else {
+            self.no(tag, "[CANNOT] Invalid mailbox name")?;
+            return Ok(None);
+        };
+        match self.srv.store.mailbox_by_name(self.account(), &name).await {
+            Ok(Some(m)) => Ok(Some(m)),
+            Ok(None) => {
+                self.no(tag, missing)?;
+                Ok(None)
+            }
+            Err(e) => {
+                self.store_error(tag, e)?;
+                Ok(None)
+            }
+        }
+    }
+
+    pub(crate) fn store_error(&mut self, tag: &str, e: StoreError) -> Flow {
+        match e {
+            StoreError::NotFound(_) => self.no(tag, "[NONEXISTENT] No such mailbox"),
+            StoreError::AlreadyExists(_) => self.no(tag, "[ALREADYEXISTS] Mailbox already exists"),
+            StoreError::Conflict(why) => self.no(tag, &format!("[CANNOT] {why}")),
+            e => {
+                tracing::error!("store error: {e}");
+                self.no(tag, "[SERVERBUG] Internal error, try again later")
+            }
+        }
+    }
+
+    pub(crate) async fn handle_select(
+        &mut self,
+        tag: &str,
+        name: &WireMailbox<'_>,
+        read_only: bool,
+        params: &[SelectParameter],
+    ) -> Flow {
+        if self.selected.take().is_some() {
+            // RFC 7162 3.2.11 / RFC 9051 6.3.2: the previous mailbox is closed.
+            self.untagged("OK [CLOSED] Previous mailbox closed");
+        }
+        let Some(mb) = self.existing(tag, name).await? else { return Ok(()) };
+        let mut qresync = None;
+        for p in params {
+            match p {
+                SelectParameter::CondStore => self.condstore = true,
+                SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids, .. } => {
+                    if !self.qresync {
+                        return self.bad(tag, "QRESYNC not enabled");
+                    }
+                    qresync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids.clone()));
+                }
+            }
+        }
+        let sel = match Selected::open(&self.srv.store, mb.id, mb.name.clone(), read_only).await {
+            Ok(s) => s,
+            Err(e) => return self.store_error(tag, e),
+        };
+        let mut keywords: Vec<String> = sel.msgs.iter().flat_map(|m| m.flags.keywords.iter().cloned()).collect();
+        keywords.sort();
+        keywords.dedup();
+        let flags = if keywords.is_empty() { SYSTEM_FLAGS.to_string() } else { format!("{SYSTEM_FLAGS} {}", keywords.join(" ")) };
+        self.untagged(&format!("FLAGS ({flags})"));
+        let perm = if read_only { "()".to_string() } else { format!("({flags} \\*)") };
+        self.untagged(&format!("OK [PERMANENTFLAGS {perm}] Flags permitted"));
+        self.untagged(&format!("{} EXISTS", sel.exists()));
+        self.untagged("0 RECENT");
+        if let Some(pos) = sel.msgs.iter().position(|m| !m.flags.seen()) {
+            self.untagged(&format!("OK [UNSEEN {}] First unseen", pos + 1));
+        }
+        self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", sel.uid_validity));
+        self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", sel.uid_next));
+        self.untagged(&format!("OK [HIGHESTMODSEQ {}] Highest", sel.modseq));
+        if let Some((validity, since, known)) = qresync
+            && validity == sel.uid_validity
+        {
+            self.qresync_report(&sel, since, known.as_ref()).await;
+        }
+        let mode = if read_only { "[READ-ONLY]" } else { "[READ-WRITE]" };
+        self.selected = Some(sel);
+        self.ok(tag, &format!("{mode} {} completed", if read_only { "EXAMINE" } else { "SELECT" }))
+    }
+
+    /// RFC 7162 3.2.5: what changed since the client's MODSEQ, as VANISHED (EARLIER) and FETCH.
+    async fn qresync_report(
+        &mut self,
+        sel: &Selected,
+        since: u64,
+        known: Option<&imap_codec::imap_types::sequence::SequenceSet>,
+    ) {
+        let Ok(changes) = self.srv.store.changes_since(sel.id, since).await else { return };
+        let mut vanished = changes.expunged;
+        if let Some(known) = known {
+            let largest = std::num::NonZeroU32::new(u32::MAX).unwrap_or(std::num::NonZeroU32::MIN);
+            let set: std::collections::BTreeSet<u32> = known.iter(largest).map(|v| v.get()).take(1_000_000).collect();
+            vanished.retain(|u| set.contains(u));
+        }
+        if !vanished.is_empty() {
+            self.untagged(&format!("VANISHED (EARLIER) {}", compress_uids(&vanished)));
+        }
+        for m in changes.changed {
+            if let Some(seq) = sel.seq_of(m.uid) {
+                self.untagged(&format!("{seq} FETCH (UID {} FLAGS {} MODSEQ ({}))", m.uid, flag_list(&m.flags), m.modseq));
+            }
+        }
+    }
+
+    pub(crate) async fn handle_create(&mut self, tag: &str, name: &WireMailbox<'_>) -> Flow {
+        let Some(name) = names::from_wire(name, self.utf8) else { return self.no(tag, "[CANNOT] Invalid mailbox name") };
+        if name == "INBOX" {
+            return self.no(tag, "[ALREADYEXISTS] INBOX always exists");
+        }
+        // Create missing parents too (RFC 9051 6.3.4 allows it; clients expect it).
+        let account = self.account();
+        let mut path = String::new();
+        let parts: Vec<&str> = name.split(DELIMITER).collect();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                path.push(DELIMITER);
+            }
+            path.push_str(part);
+            let last = i + 1 == parts.len();
+            match self.srv.store.create_mailbox(account, &path).await {
+                Ok(_) => {}
+                Err(StoreError::AlreadyExists(_)) if !last => {}
+                Err(e) => return self.store_error(tag, e),
+            }
+        }
+        self.finish(tag, "CREATE completed", true).await
+    }
+
+    pub(crate) async fn handle_delete(&mut self, tag: &str, name: &WireMailbox<'_>) -> Flow {
+        let Some(name) = names::from_wire(name, self.utf8) else { return self.no(tag, "[CANNOT] Invalid mailbox name") };
+        if self.selected.as_ref().is_some_and(|s| s.name == name) {
+            self.selected = None;
+        }
+        match self.srv.store.delete_mailbox(self.account(), &name).await {
+            Ok(()) => self.finish(tag, "DELETE completed", true).await,
+            Err(e) => self.store_error(tag, e),
+        }
+    }
+
+    pub(crate) async fn handle_rename(&mut self, tag: &str, from: &WireMailbox<'_>, to: &WireMailbox<'_>) -> Flow {
+        let (Some(from), Some(to)) = (names::from_wire(from, self.utf8), names::from_wire(to, self.utf8)) else {
+            return self.no(tag, "[CANNOT] Invalid mailbox name");
+        };
+        if to == "INBOX" {
+            return self.no(tag, "[ALREADYEXISTS] INBOX always exists");
+        }
+        match self.srv.store.rename_mailbox(self.account(), &from, &to).await {
+            Ok(()) => {
+                if let Some(sel) = self.selected.as_mut()
+                    && sel.name == from
+                    && from != "INBOX"
+                {
+                    sel.name = to;
+                }
+                self.finish(tag, "RENAME completed", true).await
+            }
+            Err(e) => self.store_error(tag, e),
+        }
+    }
+
+    pub(crate) async fn handle_subscribe(&mut self, tag: &str, name: &WireMailbox<'_>, on: bool) -> Flow {
+        let Some(name) = names::from_wire(name, self.utf8) else { return self.no(tag, "[CANNOT] Invalid mailbox name") };
+        match self.srv.store.set_subscribed(self.account(), &name, on).await {
+            Ok(()) => self.finish(tag, if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }, true).await,
+            Err(e) => self.store_error(tag, e),
+        }
+    }
+
+    pub(crate) async fn handle_list(
+        &mut self,
+        tag: &str,
+        reference: &WireMailbox<'_>,
+        wildcard: &ListMailbox<'_>,
+        lsub: bool,
+    ) -> Flow {
+        let pattern = names::pattern(reference, wildcard, self.utf8);
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        if pattern.is_empty() {
+            // RFC 9051 6.3.9: the delimiter and root.
+            self.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
+            return self.finish(tag, &format!("{verb} completed"), true).await;
+        }
+        let account = self.account();
+        let (boxes, subs) = match (self.srv.store.list_mailboxes(account).await, self.srv.store.subscriptions(account).await) {
+            (Ok(b), Ok(s)) => (b, s),
+            (Err(e), _) | (_, Err(e)) => return self.store_error(tag, e),
+        };
+        // name -> (exists, special-use); implied parents of existing mailboxes exist as \Noselect.
+        let mut all: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
+        for b in &boxes {
+            all.insert(b.name.clone(), (true, b.special_use.clone()));
+            let mut parent = b.name.as_str();
+            while let Some((p, _)) = parent.rsplit_once(DELIMITER) {
+                all.entry(p.to_string()).or_insert((false, None));
+                parent = p;
+            }
+        }
+        let has_children = |name: &str| {
+            let prefix = format!("{name}{DELIMITER}");
+            all.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+        };
+        let mut lines = Vec::new();
+        let candidates: Vec<String> = if lsub { subs.clone() } else { all.keys().cloned().collect() };
+        for name in candidates {
+            if !names::matches(&pattern, &name) {
+                continue;
+            }
+            let (exists, special) = all.get(&name).cloned().unwrap_or((false, None));
+            let mut attrs: Vec<String> = Vec::new();
+            if !exists {
+                attrs.push("\\Noselect".into());
+            }
+            if !lsub {
+                attrs.push(if has_children(&name) { "\\HasChildren" } else { "\\HasNoChildren" }.into());
+                if let Some(s) = special {
+                    attrs.push(s);
+                }
+            }
+            let mut line = format!("{verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
+            names::to_wire(&mut line, &name, self.utf8);
+            lines.push(line);
+        }
+        for line in lines {
+            self.out().extend_from_slice(b"* ");
+            self.out().extend_from_slice(&line);
+            self.out().extend_from_slice(b"\r\n");
+        }
+        self.finish(tag, &format!("{verb} completed"), true).await
+    }
+
+    pub(crate) async fn handle_status(&mut self, tag: &str, name: &WireMailbox<'_>, items: &[StatusDataItemName]) -> Flow {
+        let Some(mb) = self.existing(tag, name).await? else { return Ok(()) };
+        let st = match self.srv.store.mailbox_status(mb.id).await {
+            Ok(s) => s,
+            Err(e) => return self.store_error(tag, e),
+        };
+        let mut parts = Vec::new();
+        for item in items {
+            parts.push(match item {
+                StatusDataItemName::Messages => format!("MESSAGES {}", st.messages),
+                StatusDataItemName::Recent => "RECENT 0".to_string(),
+                StatusDataItemName::UidNext => format!("UIDNEXT {}", mb.uid_next),
+                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", mb.uid_validity),
+                StatusDataItemName::Unseen => format!("UNSEEN {}", st.unseen),
+                StatusDataItemName::Deleted => format!("DELETED {}", st.deleted),
+                StatusDataItemName::Size => format!("SIZE {}", st.size),
+                StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", mb.highest_modseq),
+                StatusDataItemName::DeletedStorage => continue,
+            });
+        }
+        let mut line = b"STATUS ".to_vec();
+        names::to_wire(&mut line, &mb.name, self.utf8);
+        line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
+        self.out().extend_from_slice(b"* ");
+        self.out().extend_from_slice(&line);
+        self.out().extend_from_slice(b"\r\n");
+        self.finish(tag, "STATUS completed", true).await
+    }
+
+    pub(crate) async fn handle_append(
+        &mut self,
+        tag: &str,
+        name: &WireMailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<DateTime>,
+        message: LiteralOrLiteral8<'_>,
+    ) -> Flow {
+        let data = match &message {
+            LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+            LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+        };
+        if data.is_empty() {
+            return self.no(tag, "Empty message");
+        }
+        // RFC 9051 6.3.12: [TRYCREATE] tells the client to CREATE and retry.
+        let Some(mb) = self.existing_or(tag, name, "[TRYCREATE] No such mailbox").await? else { return Ok(()) };
+        let internal_date = date.map(|d| d.as_ref().timestamp()).unwrap_or_else(|| chrono::Utc::now().timestamp());
+        let msg = NewMessage { data, internal_date, flags: to_store_flags(flags) };
+        match self.srv.store.append(mb.id, vec![msg]).await {
+            Ok(uids) => {
+                let uid = uids.first().copied().unwrap_or(0);
+                self.finish(tag, &format!("[APPENDUID {} {uid}] APPEND completed", mb.uid_validity), true).await
+            }
+            Err(e) => self.store_error(tag, e),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! IMAP over TCP: raw transcripts for exact responses and edge cases, several sessions on one
+//! mailbox, IDLE woken by SMTP delivery, and Python's imaplib as a real client library.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Imap, PASSWORD, TestServer};
+
+#[tokio::test]
+async fn greeting_login_and_capabilities() {
+    let s = TestServer::start().await;
+    let (mut c, greeting) = Imap::connect(s.imap()).await;
+    assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1 "), "{greeting}");
+    assert!(greeting.contains("STARTTLS") && greeting.contains("AUTH=PLAIN"), "{greeting}");
+    let r = c.cmd("SELECT INBOX").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    let r = c.cmd("LOGIN lee@naver.test wrong").await;
+    assert!(r.status.starts_with("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+    let r = c.cmd(&format!("LOGIN Lee@Naver.Test \"{PASSWORD}\"")).await;
+    assert!(r.status.starts_with("OK [CAPABILITY ") && r.status.contains("UIDPLUS") && r.status.contains("MOVE"), "{r:?}");
+    let r = c.cmd("CAPABILITY").await;
+    assert!(r.has("CONDSTORE") && r.has("SPECIAL-USE") && !r.has("STARTTLS"), "{r:?}");
+    let r = c.cmd("LOGOUT").await;
+    assert!(r.has("BYE") && r.ok());
+}
+
+#[tokio::test]
+async fn authenticate_plain_with_and_without_initial_response() {
+    use base64::Engine;
+    let s = TestServer::start().await;
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("\0lee@naver.test\0{PASSWORD}"));
+    let (mut c, _) = Imap::connect(s.imap()).await;
+    assert!(c.cmd(&format!("AUTHENTICATE PLAIN {creds}")).await.ok());
+    let (mut c, _) = Imap::connect(s.imap()).await;
+    let tag = c.next_tag();
+    c.bump_tag();
+    c.send(format!("{tag} AUTHENTICATE PLAIN\r\n").as_bytes()).await;
+    assert_eq!(c.line().await.unwrap().trim_end(), "+");
+    c.send(format!("{creds}\r\n").as_bytes()).await;
+    assert!(c.until(&tag).await.ok());
+}
+
+#[tokio::test]
+async fn logindisabled_without_tls_for_remote_clients() {
+    let s = TestServer::with_config("[auth]\nplaintext_on_loopback = false").await;
+    let (mut c, greeting) = Imap::connect(s.imap()).await;
+    assert!(greeting.contains("LOGINDISABLED") && !greeting.contains("AUTH=PLAIN"), "{greeting}");
+    let r = c.cmd(&format!("LOGIN lee@naver.test \"{PASSWORD}\"")).await;
+    assert!(r.status.starts_with("NO [PRIVACYREQUIRED]"), "{r:?}");
+}
+
+#[tokio::test]
+async fn select_fetch_store_search_expunge() {
+    let s = TestServer::start().await;
+    s.deliver("lee@naver.test", "one", "first body").await;
+    s.deliver("lee@naver.test", "two", "second body").await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    let r = c.cmd("SELECT INBOX").await;
+    assert!(r.status.starts_with("OK [READ-WRITE]"), "{r:?}");
+    assert!(r.has("2 EXISTS") && r.has("OK [UIDVALIDITY ") && r.has("OK [UIDNEXT 3]") && r.has("OK [UNSEEN 1]"), "{r:?}");
+    let r = c.cmd("FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)").await;
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.untagged.len(), 2);
+    assert!(r.untagged[0].starts_with("1 FETCH (UID 1 FLAGS () RFC822.SIZE "), "{r:?}");
+    assert!(r.untagged[1].contains("ENVELOPE (\"Sun, 22 Nov 2026 10:00:00 +0900\" \"two\" ((\"Kim\" NIL \"kim\" \"daum.test\"))"), "{r:?}");
+    let r = c.cmd("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT])").await;
+    assert!(r.untagged[0].contains("BODY[HEADER.FIELDS (SUBJECT)] {15}\r\nSubject: one\r\n\r\n"), "{r:?}");
+    assert!(r.untagged[0].contains("BODY[TEXT] {12}\r\nfirst body\r\n"), "{r:?}");
+    assert!(!r.untagged[0].contains("\\Seen"));
+    // a non-peek fetch sets \Seen and reports it
+    let r = c.cmd("FETCH 1 BODY[TEXT]").await;
+    assert!(r.untagged[0].contains("FLAGS (\\Seen)"), "{r:?}");
+    let r = c.cmd("SEARCH UNSEEN").await;
+    assert!(r.has("SEARCH 2"), "{r:?}");
+    let r = c.cmd("SEARCH SUBJECT TWO").await;
+    assert!(r.has("SEARCH 2"), "{r:?}");
+    let r = c.cmd("UID SEARCH BODY \"FIRST\"").await;
+    assert!(r.has("SEARCH 1"), "{r:?}");
+    let r = c.cmd("STORE 2 +FLAGS (\\Deleted $Work)").await;
+    assert!(r.has("2 FETCH (FLAGS (\\Deleted $Work))"), "{r:?}");
+    let r = c.cmd("UID STORE 1 FLAGS.SILENT (\\Seen \\Flagged)").await;
+    assert!(r.ok() && r.untagged.is_empty(), "{r:?}");
+    let r = c.cmd("EXPUNGE").await;
+    assert!(r.has("2 EXPUNGE"), "{r:?}");
+    let r = c.cmd("FETCH 2 FLAGS").await;
+    assert!(r.status.starts_with("BAD"), "sequence number beyond EXISTS: {r:?}");
+    let r = c.cmd("UID FETCH 1:* (FLAGS)").await;
+    assert_eq!(r.untagged, vec!["1 FETCH (UID 1 FLAGS (\\Seen \\Flagged))"]);
+}
+
+#[tokio::test]
+async fn mailboxes_list_status_append_copy_move() {
+    let s = TestServer::start().await;
+    s.deliver("lee@naver.test", "one", "body").await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    let r = c.cmd("LIST \"\" \"*\"").await;
+    assert!(r.has("LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\""), "{r:?}");
+    assert!(r.has("LIST (\\HasNoChildren) \"/\" \"INBOX\""), "{r:?}");
+    assert!(c.cmd("CREATE Projects/2026").await.ok());
+    let r = c.cmd("LIST \"\" \"%\"").await;
+    assert!(r.has("LIST (\\HasChildren) \"/\" \"Projects\""), "{r:?}");
+    assert!(!r.has("2026"));
+    let r = c.cmd("CREATE Projects/2026").await;
+    assert!(r.status.starts_with("NO [ALREADYEXISTS]"), "{r:?}");
+    assert!(c.cmd("RENAME Projects Work").await.ok());
+    assert!(c.cmd("LIST \"\" \"Work/*\"").await.has("\"Work/2026\""));
+    let r = c.cmd("APPEND Work/2026 (\\Seen) {23}\r\nSubject: appended\r\n\r\nhi").await;
+    // the literal needs a continuation first
+    assert!(r.untagged.iter().any(|l| l.starts_with('+')), "{r:?}");
+    assert!(r.status.starts_with("OK [APPENDUID "), "{r:?}");
+    let r = c.cmd("APPEND Nowhere {5+}\r\nhello").await;
+    assert!(r.status.starts_with("NO [TRYCREATE]"), "{r:?}");
+    let r = c.cmd("STATUS Work/2026 (MESSAGES UNSEEN UIDNEXT SIZE)").await;
+    assert!(r.has("STATUS \"Work/2026\" (MESSAGES 1 UNSEEN 0 UIDNEXT 2 SIZE 23)"), "{r:?}");
+    assert!(c.cmd("SELECT INBOX").await.ok());
+    let r = c.cmd("COPY 1 Archive").await;
+    assert!(r.status.starts_with("OK [COPYUID "), "{r:?}");
+    let r = c.cmd("UID MOVE 1 Trash").await;
+    assert!(r.has("OK [COPYUID ") && r.has("1 EXPUNGE") && r.ok(), "{r:?}");
+    let r = c.cmd("STATUS Trash (MESSAGES)").await;
+    assert!(r.has("(MESSAGES 1)"), "{r:?}");
+    let r = c.cmd("DELETE INBOX").await;
+    assert!(r.status.starts_with("NO"), "{r:?}");
+    assert!(c.cmd("DELETE Work/2026").await.ok());
+    assert!(c.cmd("SUBSCRIBE Work").await.ok());
+    assert!(c.cmd("LSUB \"\" \"W*\"").await.has("LSUB () \"/\" \"Work\""));
+}
+
+#[tokio::test]
+async fn two_sessions_see_each_others_changes() {
+    let s = TestServer::start().await;
+    s.deliver("lee@naver.test", "one", "body").await;
+    s.deliver("lee@naver.test", "two", "body").await;
+    let mut a = Imap::login(s.imap(), "lee@naver.test").await;
+    let mut b = Imap::login(s.imap(), "lee@naver.test").await;
+    assert!(a.cmd("SELECT INBOX").await.ok());
+    assert!(b.cmd("SELECT INBOX").await.ok());
+    assert!(a.cmd("STORE 1 +FLAGS (\\Flagged \\Deleted)").await.ok());
+    let r = b.cmd("NOOP").await;
+    assert!(r.has("1 FETCH (UID 1 FLAGS (\\Flagged \\Deleted))"), "{r:?}");
+    assert!(a.cmd("EXPUNGE").await.ok());
+    s.deliver("lee@naver.test", "three", "body").await;
+    // FETCH must not announce the expunge; NOOP does, then the new message
+    let r = b.cmd("FETCH 1 (FLAGS)").await;
+    assert!(!r.has("EXPUNGE"), "{r:?}");
+    let r = b.cmd("NOOP").await;
+    assert_eq!(r.untagged, vec!["1 EXPUNGE", "2 EXISTS"], "{r:?}");
+    let r = b.cmd("UID FETCH 1:* (UID)").await;
+    assert_eq!(r.untagged, vec!["1 FETCH (UID 2)", "2 FETCH (UID 3)"]);
+}
+
+#[tokio::test]
+async fn idle_wakes_on_smtp_delivery_within_a_second() {
+    let s = TestServer::start().await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    assert!(c.cmd("SELECT INBOX").await.ok());
+    let tag = c.next_tag();
+    c.bump_tag();
+    c.send(format!("{tag} IDLE\r\n").as_bytes()).await;
+    assert!(c.line().await.unwrap().starts_with("+ "));
+    let start = Instant::now();
+    s.deliver("lee@naver.test", "wake", "up").await;
+    let l = c.line().await.unwrap();
+    assert_eq!(l, "* 1 EXISTS");
+    assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
+    c.send(b"DONE\r\n").await;
+    assert!(c.until(&tag).await.ok());
+}
+
+#[tokio::test]
+async fn condstore_and_qresync() {
+    let s = TestServer::start().await;
+    s.deliver("lee@naver.test", "one", "body").await;
+    s.deliver("lee@naver.test", "two", "body").await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    let r = c.cmd("SELECT INBOX (CONDSTORE)").await;
+    let hms: u64 = r.untagged.iter().find_map(|l| l.strip_prefix("OK [HIGHESTMODSEQ ")).and_then(|l| l.split(']').next()).unwrap().parse().unwrap();
+    let r = c.cmd(&format!("STORE 1 (UNCHANGEDSINCE {hms}) +FLAGS (\\Seen)")).await;
+    assert!(r.has("MODSEQ ("), "{r:?}");
+    let r = c.cmd(&format!("STORE 1,2 (UNCHANGEDSINCE {hms}) +FLAGS (\\Answered)")).await;
+    assert!(r.status.starts_with("OK [MODIFIED 1]"), "{r:?}");
+    let r = c.cmd(&format!("FETCH 1:* (FLAGS) (CHANGEDSINCE {hms})")).await;
+    assert_eq!(r.untagged.len(), 2, "{r:?}");
+    assert!(c.cmd("STORE 2 +FLAGS (\\Deleted)").await.ok());
+    assert!(c.cmd("EXPUNGE").await.ok());
+    let uv = c.cmd("STATUS INBOX (UIDVALIDITY)").await.untagged[0].split("UIDVALIDITY ").nth(1).unwrap().trim_end_matches(')').to_string();
+    let mut q = Imap::login(s.imap(), "lee@naver.test").await;
+    assert!(q.cmd("ENABLE QRESYNC").await.has("ENABLED QRESYNC"));
+    let r = q.cmd(&format!("SELECT INBOX (QRESYNC ({uv} {hms}))")).await;
+    assert!(r.has("VANISHED (EARLIER) 2"), "{r:?}");
+    assert!(r.has("1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ ("), "{r:?}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let s = TestServer::start().await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    let r = c.cmd("FROBNICATE").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+    let r = c.cmd("SELECT \"unterminated").await;
+    assert!(r.status.starts_with("BAD") || r.status.starts_with("NO"), "{r:?}");
+    // a synchronising literal beyond APPENDLIMIT is refused before it is sent
+    let tag = c.next_tag();
+    c.bump_tag();
+    c.send(format!("{tag} APPEND INBOX {{999999999}}\r\n").as_bytes()).await;
+    let r = c.until(&tag).await;
+    assert!(r.status.starts_with("NO [TOOBIG]"), "{r:?}");
+    assert!(c.cmd("NOOP").await.ok(), "the session goes on");
+    let r = c.cmd("FETCH 1 FLAGS").await;
+    assert!(r.status.starts_with("BAD"), "not selected: {r:?}");
+}
+
+#[tokio::test]
+async fn imaps_implicit_tls() {
+    let s = TestServer::start().await;
+    let tcp = tokio::net::TcpStream::connect(s.imaps()).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(crate::support::insecure_client_config());
+    let tls = connector.connect(rustls_pki_types::ServerName::try_from("mx.naver.test").unwrap(), tcp).await.unwrap();
+    let mut c = Imap { io: tokio::io::BufReader::new(Box::new(tls)), ..Imap::placeholder() };
+    assert!(c.line().await.unwrap().starts_with("* OK"));
+    assert!(c.cmd(&format!("LOGIN lee@naver.test \"{PASSWORD}\"")).await.ok());
+}
+
+const IMAPLIB_SCRIPT: &str = r#"
+import imaplib, sys, email
+port = int(sys.argv[1]); pw = sys.argv[2]
+M = imaplib.IMAP4('127.0.0.1', port)
+M.login('lee@naver.test', pw)
+typ, boxes = M.list()
+assert typ == 'OK' and any(b'"Sent"' in b for b in boxes), boxes
+typ, data = M.select('INBOX')
+assert typ == 'OK' and data == [b'1'], data
+typ, data = M.fetch('1', '(RFC822)')
+msg = email.message_from_bytes(data[0][1])
+assert msg['Subject'] == 'hello imaplib', msg['Subject']
+typ, data = M.search(None, 'FROM', '"kim@daum.test"')
+assert data == [b'1'], data
+M.store('1', '+FLAGS', '\\Flagged')
+typ, data = M.fetch('1', '(FLAGS)')
+assert b'\\Flagged' in data[0] and b'\\Seen' in data[0], data
+typ, data = M.create('Folders/Sub')
+assert typ == 'OK', data
+typ, data = M.append('Folders/Sub', '(\\Seen)', None, b'Subject: appended\r\n\r\nbody\r\n')
+assert typ == 'OK' and b'APPENDUID' in data[0], data
+typ, data = M.copy('1', 'Archive')
+assert typ == 'OK', data
+typ, data = M.uid('MOVE', '1', 'Trash')
+assert typ == 'OK', data
+typ, data = M.status('Trash', '(MESSAGES)')
+assert b'MESSAGES 1' in data[0], data
+typ, data = M.select('Trash')
+M.store('1', '+FLAGS', '\\Deleted')
+typ, data = M.expunge()
+assert data == [b'1'], data
+M.close()
+M.logout()
+print('imaplib ok')
+"#;
+
+#[tokio::test]
+async fn python_imaplib_client() {
+    let s = TestServer::start().await;
+    s.deliver("lee@naver.test", "hello imaplib", "body").await;
+    let port = s.imap().port().to_string();
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", IMAPLIB_SCRIPT, &port, PASSWORD])
+        .output()
+        .await
+        .expect("python3 is needed for the imaplib test");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("imaplib ok"), "{text}");
+}
