@@ -74,7 +74,10 @@ impl Session {
             }
             Err(AuthError::RateLimited(left)) => self.no(
                 tag,
-                &format!("[UNAVAILABLE] Too many failed logins; try again in {} s", left.as_secs().max(1)),
+                &format!(
+                    "[UNAVAILABLE] Too many failed logins; try again in {} s",
+                    left.as_secs().max(1)
+                ),
             ),
             Err(e) => {
                 tracing::error!("IMAP authentication error: {e}");
@@ -104,7 +107,7 @@ impl Session {
                 enabled.push(name);
             }
         }
-        self.untagged(&format!("ENABLED {}", enabled.join(" ")).trim_end().to_string());
+        self.untagged(format!("ENABLED {}", enabled.join(" ")).trim_end());
         self.ok(tag, "ENABLE completed")
     }
 }

@@ -61,8 +61,18 @@ pub struct ImapServer {
 
 impl ImapServer {
     /// A server; `tls` enables STARTTLS on plaintext connections.
-    pub fn new(settings: Settings, store: Store, auth: Authenticator, tls: Option<TlsAcceptor>) -> ImapServer {
-        ImapServer { settings, store, auth, tls }
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        auth: Authenticator,
+        tls: Option<TlsAcceptor>,
+    ) -> ImapServer {
+        ImapServer {
+            settings,
+            store,
+            auth,
+            tls,
+        }
     }
 }
 

@@ -26,12 +26,20 @@ pub(crate) fn to_store_flags(flags: &[Flag<'_>]) -> Flags {
 
 impl Session {
     fn account(&self) -> store::AccountId {
-        self.user.as_ref().map(|u| u.account).unwrap_or(store::AccountId(0))
+        self.user
+            .as_ref()
+            .map(|u| u.account)
+            .unwrap_or(store::AccountId(0))
     }
 
     /// Resolves a mailbox name from the wire to an existing mailbox, or answers NO.
-    pub(crate) async fn existing(&mut self, tag: &str, name: &WireMailbox<'_>) -> Result<Option<Mailbox>, crate::session::End> {
-        self.existing_or(tag, name, "[NONEXISTENT] No such mailbox").await
+    pub(crate) async fn existing(
+        &mut self,
+        tag: &str,
+        name: &WireMailbox<'_>,
+    ) -> Result<Option<Mailbox>, crate::session::End> {
+        self.existing_or(tag, name, "[NONEXISTENT] No such mailbox")
+            .await
     }
 
     /// As [`Session::existing`], answering `missing` when the mailbox does not exist.
@@ -81,16 +89,27 @@ impl Session {
             // RFC 7162 3.2.11 / RFC 9051 6.3.2: the previous mailbox is closed.
             self.untagged("OK [CLOSED] Previous mailbox closed");
         }
-        let Some(mb) = self.existing(tag, name).await? else { return Ok(()) };
+        let Some(mb) = self.existing(tag, name).await? else {
+            return Ok(());
+        };
         let mut qresync = None;
         for p in params {
             match p {
                 SelectParameter::CondStore => self.condstore = true,
-                SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids, .. } => {
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    known_uids,
+                    ..
+                } => {
                     if !self.qresync {
                         return self.bad(tag, "QRESYNC not enabled");
                     }
-                    qresync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids.clone()));
+                    qresync = Some((
+                        uid_validity.get(),
+                        mod_sequence_value.get(),
+                        known_uids.clone(),
+                    ));
                 }
             }
         }
@@ -98,12 +117,24 @@ impl Session {
             Ok(s) => s,
             Err(e) => return self.store_error(tag, e),
         };
-        let mut keywords: Vec<String> = sel.msgs.iter().flat_map(|m| m.flags.keywords.iter().cloned()).collect();
+        let mut keywords: Vec<String> = sel
+            .msgs
+            .iter()
+            .flat_map(|m| m.flags.keywords.iter().cloned())
+            .collect();
         keywords.sort();
         keywords.dedup();
-        let flags = if keywords.is_empty() { SYSTEM_FLAGS.to_string() } else { format!("{SYSTEM_FLAGS} {}", keywords.join(" ")) };
+        let flags = if keywords.is_empty() {
+            SYSTEM_FLAGS.to_string()
+        } else {
+            format!("{SYSTEM_FLAGS} {}", keywords.join(" "))
+        };
         self.untagged(&format!("FLAGS ({flags})"));
-        let perm = if read_only { "()".to_string() } else { format!("({flags} \\*)") };
+        let perm = if read_only {
+            "()".to_string()
+        } else {
+            format!("({flags} \\*)")
+        };
         self.untagged(&format!("OK [PERMANENTFLAGS {perm}] Flags permitted"));
         self.untagged(&format!("{} EXISTS", sel.exists()));
         self.untagged("0 RECENT");
@@ -118,9 +149,19 @@ impl Session {
         {
             self.qresync_report(&sel, since, known.as_ref()).await;
         }
-        let mode = if read_only { "[READ-ONLY]" } else { "[READ-WRITE]" };
+        let mode = if read_only {
+            "[READ-ONLY]"
+        } else {
+            "[READ-WRITE]"
+        };
         self.selected = Some(sel);
-        self.ok(tag, &format!("{mode} {} completed", if read_only { "EXAMINE" } else { "SELECT" }))
+        self.ok(
+            tag,
+            &format!(
+                "{mode} {} completed",
+                if read_only { "EXAMINE" } else { "SELECT" }
+            ),
+        )
     }
 
     /// RFC 7162 3.2.5: what changed since the client's MODSEQ, as VANISHED (EARLIER) and FETCH.
@@ -130,11 +171,17 @@ impl Session {
         since: u64,
         known: Option<&imap_codec::imap_types::sequence::SequenceSet>,
     ) {
-        let Ok(changes) = self.srv.store.changes_since(sel.id, since).await else { return };
+        let Ok(changes) = self.srv.store.changes_since(sel.id, since).await else {
+            return;
+        };
         let mut vanished = changes.expunged;
         if let Some(known) = known {
             let largest = std::num::NonZeroU32::new(u32::MAX).unwrap_or(std::num::NonZeroU32::MIN);
-            let set: std::collections::BTreeSet<u32> = known.iter(largest).map(|v| v.get()).take(1_000_000).collect();
+            let set: std::collections::BTreeSet<u32> = known
+                .iter(largest)
+                .map(|v| v.get())
+                .take(1_000_000)
+                .collect();
             vanished.retain(|u| set.contains(u));
         }
         if !vanished.is_empty() {
@@ -142,13 +189,20 @@ impl Session {
         }
         for m in changes.changed {
             if let Some(seq) = sel.seq_of(m.uid) {
-                self.untagged(&format!("{seq} FETCH (UID {} FLAGS {} MODSEQ ({}))", m.uid, flag_list(&m.flags), m.modseq));
+                self.untagged(&format!(
+                    "{seq} FETCH (UID {} FLAGS {} MODSEQ ({}))",
+                    m.uid,
+                    flag_list(&m.flags),
+                    m.modseq
+                ));
             }
         }
     }
 
     pub(crate) async fn handle_create(&mut self, tag: &str, name: &WireMailbox<'_>) -> Flow {
-        let Some(name) = names::from_wire(name, self.utf8) else { return self.no(tag, "[CANNOT] Invalid mailbox name") };
+        let Some(name) = names::from_wire(name, self.utf8) else {
+            return self.no(tag, "[CANNOT] Invalid mailbox name");
+        };
         if name == "INBOX" {
             return self.no(tag, "[ALREADYEXISTS] INBOX always exists");
         }
@@ -172,7 +226,9 @@ impl Session {
     }
 
     pub(crate) async fn handle_delete(&mut self, tag: &str, name: &WireMailbox<'_>) -> Flow {
-        let Some(name) = names::from_wire(name, self.utf8) else { return self.no(tag, "[CANNOT] Invalid mailbox name") };
+        let Some(name) = names::from_wire(name, self.utf8) else {
+            return self.no(tag, "[CANNOT] Invalid mailbox name");
+        };
         if self.selected.as_ref().is_some_and(|s| s.name == name) {
             self.selected = None;
         }
@@ -182,14 +238,27 @@ impl Session {
         }
     }
 
-    pub(crate) async fn handle_rename(&mut self, tag: &str, from: &WireMailbox<'_>, to: &WireMailbox<'_>) -> Flow {
-        let (Some(from), Some(to)) = (names::from_wire(from, self.utf8), names::from_wire(to, self.utf8)) else {
+    pub(crate) async fn handle_rename(
+        &mut self,
+        tag: &str,
+        from: &WireMailbox<'_>,
+        to: &WireMailbox<'_>,
+    ) -> Flow {
+        let (Some(from), Some(to)) = (
+            names::from_wire(from, self.utf8),
+            names::from_wire(to, self.utf8),
+        ) else {
             return self.no(tag, "[CANNOT] Invalid mailbox name");
         };
         if to == "INBOX" {
             return self.no(tag, "[ALREADYEXISTS] INBOX always exists");
         }
-        match self.srv.store.rename_mailbox(self.account(), &from, &to).await {
+        match self
+            .srv
+            .store
+            .rename_mailbox(self.account(), &from, &to)
+            .await
+        {
             Ok(()) => {
                 if let Some(sel) = self.selected.as_mut()
                     && sel.name == from
@@ -203,10 +272,33 @@ impl Session {
         }
     }
 
-    pub(crate) async fn handle_subscribe(&mut self, tag: &str, name: &WireMailbox<'_>, on: bool) -> Flow {
-        let Some(name) = names::from_wire(name, self.utf8) else { return self.no(tag, "[CANNOT] Invalid mailbox name") };
-        match self.srv.store.set_subscribed(self.account(), &name, on).await {
-            Ok(()) => self.finish(tag, if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }, true).await,
+    pub(crate) async fn handle_subscribe(
+        &mut self,
+        tag: &str,
+        name: &WireMailbox<'_>,
+        on: bool,
+    ) -> Flow {
+        let Some(name) = names::from_wire(name, self.utf8) else {
+            return self.no(tag, "[CANNOT] Invalid mailbox name");
+        };
+        match self
+            .srv
+            .store
+            .set_subscribed(self.account(), &name, on)
+            .await
+        {
+            Ok(()) => {
+                self.finish(
+                    tag,
+                    if on {
+                        "SUBSCRIBE completed"
+                    } else {
+                        "UNSUBSCRIBE completed"
+                    },
+                    true,
+                )
+                .await
+            }
             Err(e) => self.store_error(tag, e),
         }
     }
@@ -226,7 +318,10 @@ impl Session {
             return self.finish(tag, &format!("{verb} completed"), true).await;
         }
         let account = self.account();
-        let (boxes, subs) = match (self.srv.store.list_mailboxes(account).await, self.srv.store.subscriptions(account).await) {
+        let (boxes, subs) = match (
+            self.srv.store.list_mailboxes(account).await,
+            self.srv.store.subscriptions(account).await,
+        ) {
             (Ok(b), Ok(s)) => (b, s),
             (Err(e), _) | (_, Err(e)) => return self.store_error(tag, e),
         };
@@ -242,10 +337,16 @@ impl Session {
         }
         let has_children = |name: &str| {
             let prefix = format!("{name}{DELIMITER}");
-            all.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+            all.range(prefix.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&prefix))
         };
         let mut lines = Vec::new();
-        let candidates: Vec<String> = if lsub { subs.clone() } else { all.keys().cloned().collect() };
+        let candidates: Vec<String> = if lsub {
+            subs.clone()
+        } else {
+            all.keys().cloned().collect()
+        };
         for name in candidates {
             if !names::matches(&pattern, &name) {
                 continue;
@@ -256,7 +357,14 @@ impl Session {
                 attrs.push("\\Noselect".into());
             }
             if !lsub {
-                attrs.push(if has_children(&name) { "\\HasChildren" } else { "\\HasNoChildren" }.into());
+                attrs.push(
+                    if has_children(&name) {
+                        "\\HasChildren"
+                    } else {
+                        "\\HasNoChildren"
+                    }
+                    .into(),
+                );
                 if let Some(s) = special {
                     attrs.push(s);
                 }
@@ -273,8 +381,15 @@ impl Session {
         self.finish(tag, &format!("{verb} completed"), true).await
     }
 
-    pub(crate) async fn handle_status(&mut self, tag: &str, name: &WireMailbox<'_>, items: &[StatusDataItemName]) -> Flow {
-        let Some(mb) = self.existing(tag, name).await? else { return Ok(()) };
+    pub(crate) async fn handle_status(
+        &mut self,
+        tag: &str,
+        name: &WireMailbox<'_>,
+        items: &[StatusDataItemName],
+    ) -> Flow {
+        let Some(mb) = self.existing(tag, name).await? else {
+            return Ok(());
+        };
         let st = match self.srv.store.mailbox_status(mb.id).await {
             Ok(s) => s,
             Err(e) => return self.store_error(tag, e),
@@ -318,13 +433,29 @@ impl Session {
             return self.no(tag, "Empty message");
         }
         // RFC 9051 6.3.12: [TRYCREATE] tells the client to CREATE and retry.
-        let Some(mb) = self.existing_or(tag, name, "[TRYCREATE] No such mailbox").await? else { return Ok(()) };
-        let internal_date = date.map(|d| d.as_ref().timestamp()).unwrap_or_else(|| chrono::Utc::now().timestamp());
-        let msg = NewMessage { data, internal_date, flags: to_store_flags(flags) };
+        let Some(mb) = self
+            .existing_or(tag, name, "[TRYCREATE] No such mailbox")
+            .await?
+        else {
+            return Ok(());
+        };
+        let internal_date = date
+            .map(|d| d.as_ref().timestamp())
+            .unwrap_or_else(|| chrono::Utc::now().timestamp());
+        let msg = NewMessage {
+            data,
+            internal_date,
+            flags: to_store_flags(flags),
+        };
         match self.srv.store.append(mb.id, vec![msg]).await {
             Ok(uids) => {
                 let uid = uids.first().copied().unwrap_or(0);
-                self.finish(tag, &format!("[APPENDUID {} {uid}] APPEND completed", mb.uid_validity), true).await
+                self.finish(
+                    tag,
+                    &format!("[APPENDUID {} {uid}] APPEND completed", mb.uid_validity),
+                    true,
+                )
+                .await
             }
             Err(e) => self.store_error(tag, e),
         }

@@ -2,9 +2,11 @@
 
 use std::num::NonZeroU32;
 
-use imap_codec::imap_types::command::{FetchModifier, StoreModifier};
 use imap_codec::imap_types::IntoStatic;
-use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
+use imap_codec::imap_types::command::{FetchModifier, StoreModifier};
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItemName, Part, Section,
+};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -23,50 +25,102 @@ fn internal_date(unix: i64) -> String {
 }
 
 fn part_numbers(p: &Option<Part>) -> Vec<u32> {
-    p.as_ref().map(|p| p.0.as_ref().iter().map(|n| n.get()).collect()).unwrap_or_default()
+    p.as_ref()
+        .map(|p| p.0.as_ref().iter().map(|n| n.get()).collect())
+        .unwrap_or_default()
 }
 
 /// Our section type and its label for the response, e.g. `1.HEADER.FIELDS (SUBJECT)`.
 fn convert_section(s: &Option<Section<'_>>) -> (message::Section, String) {
     use message::SectionText as T;
     let join = |p: &[u32]| p.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
-    let with = |p: &[u32], what: &str| if p.is_empty() { what.to_string() } else { format!("{}.{what}", join(p)) };
+    let with = |p: &[u32], what: &str| {
+        if p.is_empty() {
+            what.to_string()
+        } else {
+            format!("{}.{what}", join(p))
+        }
+    };
     let fields = |f: &[imap_codec::imap_types::core::AString<'_>]| {
-        f.iter().map(|a| String::from_utf8_lossy(a.as_ref()).to_ascii_uppercase()).collect::<Vec<_>>()
+        f.iter()
+            .map(|a| String::from_utf8_lossy(a.as_ref()).to_ascii_uppercase())
+            .collect::<Vec<_>>()
     };
     match s {
-        None => (message::Section { part: vec![], text: T::Full }, String::new()),
+        None => (
+            message::Section {
+                part: vec![],
+                text: T::Full,
+            },
+            String::new(),
+        ),
         Some(Section::Part(p)) => {
             let part: Vec<u32> = p.0.as_ref().iter().map(|n| n.get()).collect();
             let label = join(&part);
-            (message::Section { part, text: T::Full }, label)
+            (
+                message::Section {
+                    part,
+                    text: T::Full,
+                },
+                label,
+            )
         }
         Some(Section::Header(p)) => {
             let part = part_numbers(p);
             let label = with(&part, "HEADER");
-            (message::Section { part, text: T::Header }, label)
+            (
+                message::Section {
+                    part,
+                    text: T::Header,
+                },
+                label,
+            )
         }
         Some(Section::HeaderFields(p, f)) => {
             let part = part_numbers(p);
             let names = fields(f.as_ref());
             let label = format!("{} ({})", with(&part, "HEADER.FIELDS"), names.join(" "));
-            (message::Section { part, text: T::HeaderFields(names) }, label)
+            (
+                message::Section {
+                    part,
+                    text: T::HeaderFields(names),
+                },
+                label,
+            )
         }
         Some(Section::HeaderFieldsNot(p, f)) => {
             let part = part_numbers(p);
             let names = fields(f.as_ref());
             let label = format!("{} ({})", with(&part, "HEADER.FIELDS.NOT"), names.join(" "));
-            (message::Section { part, text: T::HeaderFieldsNot(names) }, label)
+            (
+                message::Section {
+                    part,
+                    text: T::HeaderFieldsNot(names),
+                },
+                label,
+            )
         }
         Some(Section::Text(p)) => {
             let part = part_numbers(p);
             let label = with(&part, "TEXT");
-            (message::Section { part, text: T::Text }, label)
+            (
+                message::Section {
+                    part,
+                    text: T::Text,
+                },
+                label,
+            )
         }
         Some(Section::Mime(p)) => {
             let part: Vec<u32> = p.0.as_ref().iter().map(|n| n.get()).collect();
             let label = with(&part, "MIME");
-            (message::Section { part, text: T::Mime }, label)
+            (
+                message::Section {
+                    part,
+                    text: T::Mime,
+                },
+                label,
+            )
         }
     }
 }
@@ -86,7 +140,9 @@ fn partial(data: &[u8], range: Option<(u32, NonZeroU32)>) -> (&[u8], String) {
 /// Whether fetching this item marks the message \Seen (RFC 9051 6.4.5).
 fn sets_seen(item: &MessageDataItemName<'_>) -> bool {
     match item {
-        MessageDataItemName::BodyExt { peek, .. } | MessageDataItemName::Binary { peek, .. } => !peek,
+        MessageDataItemName::BodyExt { peek, .. } | MessageDataItemName::Binary { peek, .. } => {
+            !peek
+        }
         MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => true,
         _ => false,
     }
@@ -113,7 +169,9 @@ impl Session {
         modifiers: &[FetchModifier],
     ) -> Flow {
         let mut items: Vec<MessageDataItemName<'_>> = match items {
-            MacroOrMessageDataItemNames::Macro(m) => m.expand().into_iter().map(|i| i.into_static()).collect(),
+            MacroOrMessageDataItemNames::Macro(m) => {
+                m.expand().into_iter().map(|i| i.into_static()).collect()
+            }
             MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
         };
         let mut changed_since = None;
@@ -134,14 +192,23 @@ impl Session {
             items.insert(0, MessageDataItemName::Uid);
         }
         // RFC 7162 3.1.4.1: CHANGEDSINCE implies the MODSEQ item.
-        if changed_since.is_some() && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq)) {
+        if changed_since.is_some()
+            && !items
+                .iter()
+                .any(|i| matches!(i, MessageDataItemName::ModSeq))
+        {
             items.push(MessageDataItemName::ModSeq);
         }
-        if items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq)) {
+        if items
+            .iter()
+            .any(|i| matches!(i, MessageDataItemName::ModSeq))
+        {
             self.condstore = true;
         }
         self.sync(false).await;
-        let Some(sel) = self.selected.as_ref() else { return self.bad(tag, "No mailbox selected") };
+        let Some(sel) = self.selected.as_ref() else {
+            return self.bad(tag, "No mailbox selected");
+        };
         if !uid && sel.out_of_range(set) {
             return self.bad(tag, "Message sequence number out of range");
         }
@@ -154,8 +221,13 @@ impl Session {
             let id = sel.id;
             if let Ok(ch) = store.changes_since(id, since).await {
                 let largest = NonZeroU32::new(u32::MAX).unwrap_or(NonZeroU32::MIN);
-                let wanted: std::collections::BTreeSet<u32> = set.iter(largest).map(|v| v.get()).take(1_000_000).collect();
-                let gone: Vec<u32> = ch.expunged.into_iter().filter(|u| wanted.contains(u)).collect();
+                let wanted: std::collections::BTreeSet<u32> =
+                    set.iter(largest).map(|v| v.get()).take(1_000_000).collect();
+                let gone: Vec<u32> = ch
+                    .expunged
+                    .into_iter()
+                    .filter(|u| wanted.contains(u))
+                    .collect();
                 if !gone.is_empty() {
                     self.untagged(&format!("VANISHED (EARLIER) {}", compress_uids(&gone)));
                 }
@@ -166,10 +238,29 @@ impl Session {
         let mut seen_changed = std::collections::HashSet::new();
         if !read_only && items.iter().any(sets_seen) {
             let sel = self.selected.as_ref().expect("selected");
-            let unseen: Vec<u32> = indexes.iter().map(|i| &sel.msgs[*i]).filter(|m| !m.flags.seen()).map(|m| m.uid).collect();
+            let unseen: Vec<u32> = indexes
+                .iter()
+                .map(|i| &sel.msgs[*i])
+                .filter(|m| !m.flags.seen())
+                .map(|m| m.uid)
+                .collect();
             if !unseen.is_empty() {
                 let id = sel.id;
-                match self.srv.store.store_flags(id, unseen, FlagOp::Add, Flags { system: Flags::SEEN, keywords: vec![] }, None).await {
+                match self
+                    .srv
+                    .store
+                    .store_flags(
+                        id,
+                        unseen,
+                        FlagOp::Add,
+                        Flags {
+                            system: Flags::SEEN,
+                            keywords: vec![],
+                        },
+                        None,
+                    )
+                    .await
+                {
                     Ok(r) => {
                         seen_changed = r.updated.iter().map(|m| m.uid).collect();
                         if let Some(sel) = self.selected.as_mut() {
@@ -183,7 +274,9 @@ impl Session {
         let with_content = items.iter().any(needs_content);
         let mut failed = false;
         for i in indexes {
-            let Some(meta) = self.selected.as_ref().and_then(|s| s.msgs.get(i).cloned()) else { continue };
+            let Some(meta) = self.selected.as_ref().and_then(|s| s.msgs.get(i).cloned()) else {
+                continue;
+            };
             let content = if with_content {
                 match self.srv.store.read_blob(meta.blob).await {
                     Ok(c) => Some(c),
@@ -196,8 +289,17 @@ impl Session {
             } else {
                 None
             };
-            let include_flags = seen_changed.contains(&meta.uid) && !items.iter().any(|i| matches!(i, MessageDataItemName::Flags));
-            if let Err(code) = self.write_fetch(i as u32 + 1, &meta, &items, content.as_deref(), include_flags) {
+            let include_flags = seen_changed.contains(&meta.uid)
+                && !items
+                    .iter()
+                    .any(|i| matches!(i, MessageDataItemName::Flags));
+            if let Err(code) = self.write_fetch(
+                i as u32 + 1,
+                &meta,
+                &items,
+                content.as_deref(),
+                include_flags,
+            ) {
                 return self.no(tag, code);
             }
             if self.out().len() >= 256 * 1024 {
@@ -205,9 +307,19 @@ impl Session {
             }
         }
         if failed {
-            return self.no(tag, "Some messages were expunged meanwhile and could not be fetched");
+            return self.no(
+                tag,
+                "Some messages were expunged meanwhile and could not be fetched",
+            );
         }
-        self.ok(tag, if uid { "UID FETCH completed" } else { "FETCH completed" })
+        self.ok(
+            tag,
+            if uid {
+                "UID FETCH completed"
+            } else {
+                "FETCH completed"
+            },
+        )
     }
 
     /// Writes one `* n FETCH (...)` response.
@@ -235,13 +347,21 @@ impl Session {
         for item in items {
             sep(&mut o);
             match item {
-                MessageDataItemName::Uid => o.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
-                MessageDataItemName::Flags => o.extend_from_slice(format!("FLAGS {}", flag_list(&meta.flags)).as_bytes()),
-                MessageDataItemName::InternalDate => {
-                    o.extend_from_slice(format!("INTERNALDATE {}", internal_date(meta.internal_date)).as_bytes())
+                MessageDataItemName::Uid => {
+                    o.extend_from_slice(format!("UID {}", meta.uid).as_bytes())
                 }
-                MessageDataItemName::Rfc822Size => o.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
-                MessageDataItemName::ModSeq => o.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
+                MessageDataItemName::Flags => {
+                    o.extend_from_slice(format!("FLAGS {}", flag_list(&meta.flags)).as_bytes())
+                }
+                MessageDataItemName::InternalDate => o.extend_from_slice(
+                    format!("INTERNALDATE {}", internal_date(meta.internal_date)).as_bytes(),
+                ),
+                MessageDataItemName::Rfc822Size => {
+                    o.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes())
+                }
+                MessageDataItemName::ModSeq => {
+                    o.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes())
+                }
                 MessageDataItemName::Envelope => {
                     o.extend_from_slice(b"ENVELOPE ");
                     proto_imap::envelope(&mut o, &message::envelope(raw));
@@ -259,16 +379,32 @@ impl Session {
                     proto_imap::literal(&mut o, raw, false);
                 }
                 MessageDataItemName::Rfc822Header => {
-                    let s = message::section(raw, &message::Section { part: vec![], text: message::SectionText::Header });
+                    let s = message::section(
+                        raw,
+                        &message::Section {
+                            part: vec![],
+                            text: message::SectionText::Header,
+                        },
+                    );
                     o.extend_from_slice(b"RFC822.HEADER ");
                     proto_imap::nstring(&mut o, s.as_deref());
                 }
                 MessageDataItemName::Rfc822Text => {
-                    let s = message::section(raw, &message::Section { part: vec![], text: message::SectionText::Text });
+                    let s = message::section(
+                        raw,
+                        &message::Section {
+                            part: vec![],
+                            text: message::SectionText::Text,
+                        },
+                    );
                     o.extend_from_slice(b"RFC822.TEXT ");
                     proto_imap::nstring(&mut o, s.as_deref());
                 }
-                MessageDataItemName::BodyExt { section, partial: range, .. } => {
+                MessageDataItemName::BodyExt {
+                    section,
+                    partial: range,
+                    ..
+                } => {
                     let (sec, label) = convert_section(section);
                     let data = message::section(raw, &sec);
                     match data {
@@ -280,26 +416,52 @@ impl Session {
                         None => o.extend_from_slice(format!("BODY[{label}] NIL").as_bytes()),
                     }
                 }
-                MessageDataItemName::Binary { section, partial: range, .. } => {
+                MessageDataItemName::Binary {
+                    section,
+                    partial: range,
+                    ..
+                } => {
                     let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
-                    let label = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+                    let label = part
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(".");
                     match message::binary(raw, &part) {
                         Ok(d) => {
                             let (slice, origin) = partial(&d, *range);
                             o.extend_from_slice(format!("BINARY[{label}]{origin} ").as_bytes());
                             proto_imap::literal(&mut o, slice, slice.contains(&0));
                         }
-                        Err(message::BinaryError::NoSuchPart) => o.extend_from_slice(format!("BINARY[{label}] NIL").as_bytes()),
-                        Err(_) => return Err("[UNKNOWN-CTE] Cannot decode this part's Content-Transfer-Encoding"),
+                        Err(message::BinaryError::NoSuchPart) => {
+                            o.extend_from_slice(format!("BINARY[{label}] NIL").as_bytes())
+                        }
+                        Err(_) => {
+                            return Err(
+                                "[UNKNOWN-CTE] Cannot decode this part's Content-Transfer-Encoding",
+                            );
+                        }
                     }
                 }
                 MessageDataItemName::BinarySize { section } => {
                     let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
-                    let label = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+                    let label = part
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(".");
                     match message::binary(raw, &part) {
-                        Ok(d) => o.extend_from_slice(format!("BINARY.SIZE[{label}] {}", d.len()).as_bytes()),
-                        Err(message::BinaryError::NoSuchPart) => o.extend_from_slice(format!("BINARY.SIZE[{label}] NIL").as_bytes()),
-                        Err(_) => return Err("[UNKNOWN-CTE] Cannot decode this part's Content-Transfer-Encoding"),
+                        Ok(d) => o.extend_from_slice(
+                            format!("BINARY.SIZE[{label}] {}", d.len()).as_bytes(),
+                        ),
+                        Err(message::BinaryError::NoSuchPart) => {
+                            o.extend_from_slice(format!("BINARY.SIZE[{label}] NIL").as_bytes())
+                        }
+                        Err(_) => {
+                            return Err(
+                                "[UNKNOWN-CTE] Cannot decode this part's Content-Transfer-Encoding",
+                            );
+                        }
                     }
                 }
             }
@@ -320,26 +482,40 @@ impl Session {
         uid: bool,
         modifiers: &[StoreModifier],
     ) -> Flow {
-        let unchanged_since = modifiers.iter().map(|StoreModifier::UnchangedSince(v)| *v).next();
+        let unchanged_since = modifiers
+            .iter()
+            .map(|StoreModifier::UnchangedSince(v)| *v)
+            .next();
         if unchanged_since.is_some() {
             self.condstore = true;
         }
         self.sync(false).await;
-        let Some(sel) = self.selected.as_ref() else { return self.bad(tag, "No mailbox selected") };
+        let Some(sel) = self.selected.as_ref() else {
+            return self.bad(tag, "No mailbox selected");
+        };
         if sel.read_only {
             return self.no(tag, "[READ-ONLY] Mailbox is read-only");
         }
         if !uid && sel.out_of_range(set) {
             return self.bad(tag, "Message sequence number out of range");
         }
-        let uids: Vec<u32> = sel.resolve(set, uid).into_iter().map(|i| sel.msgs[i].uid).collect();
+        let uids: Vec<u32> = sel
+            .resolve(set, uid)
+            .into_iter()
+            .map(|i| sel.msgs[i].uid)
+            .collect();
         let op = match kind {
             StoreType::Replace => FlagOp::Replace,
             StoreType::Add => FlagOp::Add,
             StoreType::Remove => FlagOp::Remove,
         };
         let id = sel.id;
-        let result = match self.srv.store.store_flags(id, uids, op, to_store_flags(flags), unchanged_since).await {
+        let result = match self
+            .srv
+            .store
+            .store_flags(id, uids, op, to_store_flags(flags), unchanged_since)
+            .await
+        {
             Ok(r) => r,
             Err(e) => return self.store_error(tag, e),
         };
@@ -357,7 +533,9 @@ impl Session {
             if silent && !self.condstore {
                 continue;
             }
-            let Some(seq) = self.selected.as_ref().and_then(|s| s.seq_of(m.uid)) else { continue };
+            let Some(seq) = self.selected.as_ref().and_then(|s| s.seq_of(m.uid)) else {
+                continue;
+            };
             let mut items = Vec::new();
             if uid {
                 items.push(format!("UID {}", m.uid));
@@ -371,18 +549,36 @@ impl Session {
             self.untagged(&format!("{seq} FETCH ({})", items.join(" ")));
         }
         if result.modified.is_empty() {
-            self.finish(tag, if uid { "UID STORE completed" } else { "STORE completed" }, false).await
+            self.finish(
+                tag,
+                if uid {
+                    "UID STORE completed"
+                } else {
+                    "STORE completed"
+                },
+                false,
+            )
+            .await
         } else {
             // RFC 7162 3.1.3: MODIFIED lists the messages that failed the UNCHANGEDSINCE test.
             let list = if uid {
                 compress_uids(&result.modified)
             } else {
                 let sel = self.selected.as_ref();
-                let mut seqs: Vec<u32> = result.modified.iter().filter_map(|u| sel.and_then(|s| s.seq_of(*u))).collect();
+                let mut seqs: Vec<u32> = result
+                    .modified
+                    .iter()
+                    .filter_map(|u| sel.and_then(|s| s.seq_of(*u)))
+                    .collect();
                 seqs.sort_unstable();
                 compress_uids(&seqs)
             };
-            self.finish(tag, &format!("[MODIFIED {list}] Conditional STORE failed"), false).await
+            self.finish(
+                tag,
+                &format!("[MODIFIED {list}] Conditional STORE failed"),
+                false,
+            )
+            .await
         }
     }
 
@@ -394,31 +590,53 @@ impl Session {
         uid: bool,
         remove: bool,
     ) -> Flow {
-        let Some(sel) = self.selected.as_ref() else { return self.bad(tag, "No mailbox selected") };
+        let Some(sel) = self.selected.as_ref() else {
+            return self.bad(tag, "No mailbox selected");
+        };
         if remove && sel.read_only {
             return self.no(tag, "[READ-ONLY] Mailbox is read-only");
         }
         if !uid && sel.out_of_range(set) {
             return self.bad(tag, "Message sequence number out of range");
         }
-        let uids: Vec<u32> = sel.resolve(set, uid).into_iter().map(|i| sel.msgs[i].uid).collect();
+        let uids: Vec<u32> = sel
+            .resolve(set, uid)
+            .into_iter()
+            .map(|i| sel.msgs[i].uid)
+            .collect();
         let from = sel.id;
         // RFC 9051 6.4.7: [TRYCREATE] when the destination does not exist.
-        let Some(to) = self.existing_or(tag, dest, "[TRYCREATE] No such mailbox").await? else { return Ok(()) };
+        let Some(to) = self
+            .existing_or(tag, dest, "[TRYCREATE] No such mailbox")
+            .await?
+        else {
+            return Ok(());
+        };
         if uids.is_empty() {
             return self.finish(tag, "Nothing to do", !remove || uid).await;
         }
-        match self.srv.store.copy_messages(from, uids, to.id, remove).await {
+        match self
+            .srv
+            .store
+            .copy_messages(from, uids, to.id, remove)
+            .await
+        {
             Ok(r) => {
                 let src: Vec<u32> = r.pairs.iter().map(|p| p.0).collect();
                 let dst: Vec<u32> = r.pairs.iter().map(|p| p.1).collect();
-                let code = format!("[COPYUID {} {} {}]", r.uid_validity, compress_uids(&src), compress_uids(&dst));
+                let code = format!(
+                    "[COPYUID {} {} {}]",
+                    r.uid_validity,
+                    compress_uids(&src),
+                    compress_uids(&dst)
+                );
                 if remove {
                     // RFC 6851 4.3: COPYUID goes in an untagged OK before the expunges.
                     self.untagged(&format!("OK {code} Moved"));
                     self.finish(tag, "MOVE completed", true).await
                 } else {
-                    self.finish(tag, &format!("{code} COPY completed"), true).await
+                    self.finish(tag, &format!("{code} COPY completed"), true)
+                        .await
                 }
             }
             Err(e) => self.store_error(tag, e),
@@ -426,12 +644,18 @@ impl Session {
     }
 
     pub(crate) async fn handle_expunge(&mut self, tag: &str, uids: Option<&SequenceSet>) -> Flow {
-        let Some(sel) = self.selected.as_ref() else { return self.bad(tag, "No mailbox selected") };
+        let Some(sel) = self.selected.as_ref() else {
+            return self.bad(tag, "No mailbox selected");
+        };
         if sel.read_only {
             return self.no(tag, "[READ-ONLY] Mailbox is read-only");
         }
         let only = uids.map(|set| {
-            let mut v: Vec<u32> = sel.resolve(set, true).into_iter().map(|i| sel.msgs[i].uid).collect();
+            let mut v: Vec<u32> = sel
+                .resolve(set, true)
+                .into_iter()
+                .map(|i| sel.msgs[i].uid)
+                .collect();
             v.sort_unstable();
             v
         });
@@ -444,13 +668,22 @@ impl Session {
 
     /// CLOSE (expunge silently, then deselect) or UNSELECT (just deselect).
     pub(crate) async fn handle_close(&mut self, tag: &str, expunge: bool) -> Flow {
-        let Some(sel) = self.selected.take() else { return self.bad(tag, "No mailbox selected") };
+        let Some(sel) = self.selected.take() else {
+            return self.bad(tag, "No mailbox selected");
+        };
         if expunge && !sel.read_only {
             // RFC 9051 6.4.1: no untagged EXPUNGE responses for CLOSE.
             if let Err(e) = self.srv.store.expunge(sel.id, None).await {
                 return self.store_error(tag, e);
             }
         }
-        self.ok(tag, if expunge { "CLOSE completed" } else { "UNSELECT completed" })
+        self.ok(
+            tag,
+            if expunge {
+                "CLOSE completed"
+            } else {
+                "UNSELECT completed"
+            },
+        )
     }
 }

@@ -16,7 +16,11 @@ pub(crate) fn from_wire(m: &Mailbox<'_>, utf8: bool) -> Option<String> {
         Mailbox::Other(o) => o.as_ref(),
     };
     let text = std::str::from_utf8(raw).ok()?;
-    let name = if utf8 || !text.contains('&') { text.to_string() } else { proto_imap::mutf7::decode(text)? };
+    let name = if utf8 || !text.contains('&') {
+        text.to_string()
+    } else {
+        proto_imap::mutf7::decode(text)?
+    };
     let name = name.trim_end_matches(DELIMITER).to_string();
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME
@@ -50,7 +54,11 @@ pub(crate) fn pattern(reference: &Mailbox<'_>, wildcard: &ListMailbox<'_>, utf8:
         ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
     };
     let joined = format!("{reference}{w}");
-    if utf8 || !joined.contains('&') { joined } else { proto_imap::mutf7::decode(&joined).unwrap_or(joined) }
+    if utf8 || !joined.contains('&') {
+        joined
+    } else {
+        proto_imap::mutf7::decode(&joined).unwrap_or(joined)
+    }
 }
 
 /// LIST matching: `*` matches anything, `%` anything but the delimiter (RFC 9051 6.3.9).
@@ -60,7 +68,10 @@ pub(crate) fn matches(pattern: &str, name: &str) -> bool {
     let n: Vec<char> = name.chars().collect();
     let inbox_fold = |s: &[char]| -> Vec<char> {
         let text: String = s.iter().collect();
-        if text.len() >= 5 && text[..5].eq_ignore_ascii_case("INBOX") && (text.len() == 5 || text[5..].starts_with(DELIMITER)) {
+        if text.len() >= 5
+            && text[..5].eq_ignore_ascii_case("INBOX")
+            && (text.len() == 5 || text[5..].starts_with(DELIMITER))
+        {
             format!("INBOX{}", &text[5..]).chars().collect()
         } else {
             s.to_vec()

@@ -17,13 +17,24 @@ fn day_of(unix: i64) -> i64 {
 }
 
 fn date_day(d: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
-    d.as_ref().and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0).div_euclid(DAY)
+    d.as_ref()
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp())
+        .unwrap_or(0)
+        .div_euclid(DAY)
 }
 
 fn needs_content(k: &SearchKey<'_>) -> bool {
     use SearchKey as K;
     match k {
-        K::Bcc(_) | K::Body(_) | K::Cc(_) | K::From(_) | K::Header(..) | K::Subject(_) | K::Text(_) | K::To(_) => true,
+        K::Bcc(_)
+        | K::Body(_)
+        | K::Cc(_)
+        | K::From(_)
+        | K::Header(..)
+        | K::Subject(_)
+        | K::Text(_)
+        | K::To(_) => true,
         K::SentBefore(_) | K::SentOn(_) | K::SentSince(_) => true,
         K::And(v) => v.as_ref().iter().any(needs_content),
         K::Not(k) => needs_content(k),
@@ -43,17 +54,30 @@ impl Content {
     fn parse(raw: &[u8]) -> Content {
         let text = message::search_text(raw);
         let sent = message::sort_keys(raw).date;
-        let raw_header_len = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
-        Content { text, sent, raw_header_len }
+        let raw_header_len = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        Content {
+            text,
+            sent,
+            raw_header_len,
+        }
     }
 
     fn header(&self, name: &str, needle: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        self.text.headers.iter().any(|(n, v)| *n == name && message::fold(v).contains(needle))
+        self.text
+            .headers
+            .iter()
+            .any(|(n, v)| *n == name && message::fold(v).contains(needle))
     }
 
     fn any_header(&self, needle: &str) -> bool {
-        self.text.headers.iter().any(|(_, v)| message::fold(v).contains(needle))
+        self.text
+            .headers
+            .iter()
+            .any(|(_, v)| message::fold(v).contains(needle))
     }
 }
 
@@ -87,15 +111,27 @@ impl Ctx<'_> {
             // \Recent is not kept (RFC 9051 removed it): nothing is recent, everything is old.
             K::Recent | K::New => false,
             K::Old => true,
-            K::Keyword(kw) => m.flags.keywords.iter().any(|k| k.eq_ignore_ascii_case(kw.as_ref())),
-            K::Unkeyword(kw) => !m.flags.keywords.iter().any(|k| k.eq_ignore_ascii_case(kw.as_ref())),
+            K::Keyword(kw) => m
+                .flags
+                .keywords
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(kw.as_ref())),
+            K::Unkeyword(kw) => !m
+                .flags
+                .keywords
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(kw.as_ref())),
             K::Larger(n) => m.size > u64::from(*n),
             K::Smaller(n) => m.size < u64::from(*n),
             K::Before(d) => day_of(m.internal_date) < date_day(d),
             K::On(d) => day_of(m.internal_date) == date_day(d),
             K::Since(d) => day_of(m.internal_date) >= date_day(d),
-            K::Older(secs) => m.internal_date <= chrono::Utc::now().timestamp() - i64::from(secs.get()),
-            K::Younger(secs) => m.internal_date >= chrono::Utc::now().timestamp() - i64::from(secs.get()),
+            K::Older(secs) => {
+                m.internal_date <= chrono::Utc::now().timestamp() - i64::from(secs.get())
+            }
+            K::Younger(secs) => {
+                m.internal_date >= chrono::Utc::now().timestamp() - i64::from(secs.get())
+            }
             K::ModSequence { modseq, .. } => m.modseq >= *modseq,
             K::SentBefore(d) => content(&|c| c.sent.is_some_and(|s| day_of(s) < date_day(d))),
             K::SentOn(d) => content(&|c| c.sent.is_some_and(|s| day_of(s) == date_day(d))),
@@ -110,25 +146,40 @@ impl Ctx<'_> {
                 let needle = text(value);
                 content(&|c| {
                     // RFC 9051 6.4.4: an empty string matches every message with the field.
-                    c.text.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case(&name) && message::fold(v).contains(&needle))
+                    c.text.headers.iter().any(|(n, v)| {
+                        n.eq_ignore_ascii_case(&name) && message::fold(v).contains(&needle)
+                    })
                 })
             }
             K::Body(s) => content(&|c| message::fold(&c.text.body).contains(&text(s))),
             K::Text(s) => {
                 let needle = text(s);
-                content(&|c| c.raw_header_len > 0 && (c.any_header(&needle) || message::fold(&c.text.body).contains(&needle)))
+                content(&|c| {
+                    c.raw_header_len > 0
+                        && (c.any_header(&needle) || message::fold(&c.text.body).contains(&needle))
+                })
             }
         }
     }
 }
 
 impl Session {
-    pub(crate) async fn handle_search(&mut self, tag: &str, criteria: &[SearchKey<'_>], uid: bool) -> Flow {
-        if criteria.iter().any(|k| matches!(k, SearchKey::ModSequence { .. })) {
+    pub(crate) async fn handle_search(
+        &mut self,
+        tag: &str,
+        criteria: &[SearchKey<'_>],
+        uid: bool,
+    ) -> Flow {
+        if criteria
+            .iter()
+            .any(|k| matches!(k, SearchKey::ModSequence { .. }))
+        {
             self.condstore = true;
         }
         self.sync(false).await;
-        let Some(sel) = self.selected.as_ref() else { return self.bad(tag, "No mailbox selected") };
+        let Some(sel) = self.selected.as_ref() else {
+            return self.bad(tag, "No mailbox selected");
+        };
         let with_content = criteria.iter().any(needs_content);
         let mut hits: Vec<(usize, u64)> = Vec::new();
         let store = self.srv.store.clone();
@@ -142,24 +193,46 @@ impl Session {
                 None
             };
             let ctx = Ctx { sel };
-            if criteria.iter().all(|k| ctx.eval(k, idx, m, content.as_ref())) {
+            if criteria
+                .iter()
+                .all(|k| ctx.eval(k, idx, m, content.as_ref()))
+            {
                 hits.push((idx, m.modseq));
             }
         }
-        let ids: Vec<String> =
-            hits.iter().map(|(i, _)| if uid { sel.msgs[*i].uid.to_string() } else { (i + 1).to_string() }).collect();
+        let ids: Vec<String> = hits
+            .iter()
+            .map(|(i, _)| {
+                if uid {
+                    sel.msgs[*i].uid.to_string()
+                } else {
+                    (i + 1).to_string()
+                }
+            })
+            .collect();
         let mut line = String::from("SEARCH");
         for id in &ids {
             line.push(' ');
             line.push_str(id);
         }
-        if criteria.iter().any(|k| matches!(k, SearchKey::ModSequence { .. }))
+        if criteria
+            .iter()
+            .any(|k| matches!(k, SearchKey::ModSequence { .. }))
             && let Some(max) = hits.iter().map(|(_, m)| *m).max()
         {
             // RFC 7162 3.1.5: the highest MODSEQ of the matches.
             line.push_str(&format!(" (MODSEQ {max})"));
         }
         self.untagged(&line);
-        self.finish(tag, if uid { "UID SEARCH completed" } else { "SEARCH completed" }, false).await
+        self.finish(
+            tag,
+            if uid {
+                "UID SEARCH completed"
+            } else {
+                "SEARCH completed"
+            },
+            false,
+        )
+        .await
     }
 }

@@ -31,7 +31,12 @@ pub(crate) fn flag_list(f: &Flags) -> String {
 }
 
 impl Selected {
-    pub(crate) async fn open(store: &Store, id: MailboxId, name: String, read_only: bool) -> Result<Selected, StoreError> {
+    pub(crate) async fn open(
+        store: &Store,
+        id: MailboxId,
+        name: String,
+        read_only: bool,
+    ) -> Result<Selected, StoreError> {
         // Watch first, so no change between snapshot and watch is missed.
         let mut watch = store.watch(id);
         watch.mark_unchanged();
@@ -55,13 +60,18 @@ impl Selected {
 
     /// Sequence number (1-based) of a UID.
     pub(crate) fn seq_of(&self, uid: Uid) -> Option<u32> {
-        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok().map(|i| i as u32 + 1)
+        self.msgs
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .map(|i| i as u32 + 1)
     }
 
     /// Indexes into `msgs` named by a sequence set (of sequence numbers or of UIDs), ascending.
     /// Non-existent UIDs are ignored (RFC 9051 6.4.9); `*` is the last message.
     pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<usize> {
-        let Some(last) = self.msgs.last() else { return Vec::new() };
+        let Some(last) = self.msgs.last() else {
+            return Vec::new();
+        };
         let mut out: Vec<usize> = Vec::new();
         if uid {
             let largest = NonZeroU32::new(last.uid.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -106,7 +116,12 @@ impl Selected {
     ) -> Result<(), StoreError> {
         self.watch.mark_unchanged();
         let changes = store.changes_since(self.id, self.modseq).await?;
-        let known: Vec<Uid> = changes.expunged.iter().copied().filter(|u| self.seq_of(*u).is_some()).collect();
+        let known: Vec<Uid> = changes
+            .expunged
+            .iter()
+            .copied()
+            .filter(|u| self.seq_of(*u).is_some())
+            .collect();
         self.pending_expunge.extend(known);
         if allow_expunge && !self.pending_expunge.is_empty() {
             let mut gone = std::mem::take(&mut self.pending_expunge);
@@ -115,7 +130,9 @@ impl Selected {
             if qresync {
                 // RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled.
                 self.msgs.retain(|m| gone.binary_search(&m.uid).is_err());
-                out.extend_from_slice(format!("* VANISHED {}\r\n", compress_uids(&gone)).as_bytes());
+                out.extend_from_slice(
+                    format!("* VANISHED {}\r\n", compress_uids(&gone)).as_bytes(),
+                );
             } else {
                 // Highest sequence number first, so earlier numbers stay valid while we go.
                 for uid in gone.iter().rev() {
@@ -132,8 +149,17 @@ impl Selected {
                 Ok(i) => {
                     let old = &self.msgs[i];
                     if old.flags != m.flags || (condstore && old.modseq != m.modseq) {
-                        let modseq = if condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
-                        let line = format!("* {} FETCH (UID {} FLAGS {}{modseq})\r\n", i + 1, m.uid, flag_list(&m.flags));
+                        let modseq = if condstore {
+                            format!(" MODSEQ ({})", m.modseq)
+                        } else {
+                            String::new()
+                        };
+                        let line = format!(
+                            "* {} FETCH (UID {} FLAGS {}{modseq})\r\n",
+                            i + 1,
+                            m.uid,
+                            flag_list(&m.flags)
+                        );
                         out.extend_from_slice(line.as_bytes());
                     }
                     self.msgs[i] = m;
@@ -184,7 +210,11 @@ pub(crate) fn compress_uids(uids: &[Uid]) -> String {
             i += 1;
             end = uids[i];
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}:{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
         i += 1;
     }
     parts.join(",")

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth::Identity;
+use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::LiteralMode;
-use imap_codec::CommandCodec;
 use net::{Connection, Shutdown, Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -96,7 +96,11 @@ impl Session {
     }
 
     pub(crate) async fn run(mut self) {
-        let greeting = format!("* OK [CAPABILITY {}] {} Postern IMAP ready\r\n", self.capabilities(), self.srv.settings.hostname);
+        let greeting = format!(
+            "* OK [CAPABILITY {}] {} Postern IMAP ready\r\n",
+            self.capabilities(),
+            self.srv.settings.hostname
+        );
         self.out.extend_from_slice(greeting.as_bytes());
         let end = self.command_loop().await;
         tracing::debug!(peer = %self.peer, ?end, "IMAP session ended");
@@ -140,15 +144,26 @@ impl Session {
     async fn next_command(&mut self) -> Result<Next, End> {
         loop {
             match self.frag.progress() {
-                Some(FragmentInfo::Line { announcement: Some(LiteralAnnouncement { mode, length }), .. }) => {
+                Some(FragmentInfo::Line {
+                    announcement: Some(LiteralAnnouncement { mode, length }),
+                    ..
+                }) => {
                     let limit = self.srv.settings.max_append;
                     if length > limit {
-                        let tag = self.frag.decode_tag().map(|t| t.inner().to_string()).unwrap_or_else(|| "*".into());
+                        let tag = self
+                            .frag
+                            .decode_tag()
+                            .map(|t| t.inner().to_string())
+                            .unwrap_or_else(|| "*".into());
                         match mode {
                             LiteralMode::Sync => {
                                 // RFC 7889: refuse before the client sends the literal.
                                 self.frag.skip_message();
-                                self.tagged(&tag, "NO", &format!("[TOOBIG] Literal larger than APPENDLIMIT={limit}"));
+                                self.tagged(
+                                    &tag,
+                                    "NO",
+                                    &format!("[TOOBIG] Literal larger than APPENDLIMIT={limit}"),
+                                );
                                 return Ok(Next::Refused);
                             }
                             LiteralMode::NonSync => {
@@ -171,7 +186,11 @@ impl Session {
             }
             if self.frag.is_message_complete() {
                 if self.frag.is_max_message_size_exceeded() || self.frag.is_message_poisoned() {
-                    let tag = self.frag.decode_tag().map(|t| t.inner().to_string()).unwrap_or_else(|| "*".into());
+                    let tag = self
+                        .frag
+                        .decode_tag()
+                        .map(|t| t.inner().to_string())
+                        .unwrap_or_else(|| "*".into());
                     self.tagged(&tag, "BAD", "[TOOBIG] Command or literal too large");
                     return Ok(Next::Refused);
                 }
@@ -209,7 +228,8 @@ impl Session {
             Ok(Ok(0)) | Ok(Err(_)) => Err(End::Disconnected),
             Ok(Ok(n)) => Ok(n),
             Err(_) => {
-                self.out.extend_from_slice(b"* BYE Autologout; idle for too long\r\n");
+                self.out
+                    .extend_from_slice(b"* BYE Autologout; idle for too long\r\n");
                 Err(End::Disconnected)
             }
         }
@@ -259,7 +279,8 @@ impl Session {
         self.out.push(b' ');
         self.out.extend_from_slice(status.as_bytes());
         self.out.push(b' ');
-        self.out.extend(text.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
+        self.out
+            .extend(text.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
         self.out.extend_from_slice(b"\r\n");
     }
 
@@ -298,11 +319,22 @@ impl Session {
     /// Whether passwords may be sent on this connection now.
     pub(crate) fn auth_allowed(&self) -> bool {
         let s = &self.srv.settings;
-        self.is_tls() || s.allow_plaintext_auth || (s.plaintext_auth_on_loopback && self.peer.ip().is_loopback())
+        self.is_tls()
+            || s.allow_plaintext_auth
+            || (s.plaintext_auth_on_loopback && self.peer.ip().is_loopback())
     }
 
     pub(crate) fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT"];
+        let mut caps = vec![
+            "IMAP4rev1",
+            "LITERAL+",
+            "SASL-IR",
+            "ID",
+            "ENABLE",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+        ];
         if self.user.is_none() {
             if self.srv.tls.is_some() && !self.is_tls() {
                 caps.push("STARTTLS");
@@ -314,7 +346,14 @@ impl Session {
             }
         } else {
             caps.extend([
-                "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "UTF8=ACCEPT",
+                "UIDPLUS",
+                "MOVE",
+                "CHILDREN",
+                "SPECIAL-USE",
+                "CREATE-SPECIAL-USE",
+                "CONDSTORE",
+                "QRESYNC",
+                "UTF8=ACCEPT",
                 "STATUS=SIZE",
             ]);
         }
@@ -328,7 +367,9 @@ impl Session {
     /// Takes the plaintext stream for a STARTTLS upgrade; the input buffer is dropped with it
     /// (anything pipelined after STARTTLS was sent in plaintext).
     pub(crate) async fn start_tls(&mut self) -> Flow {
-        let Some(acceptor) = self.srv.tls.clone() else { return Err(End::Closed) };
+        let Some(acceptor) = self.srv.tls.clone() else {
+            return Err(End::Closed);
+        };
         self.flush().await?;
         let limit = self.srv.settings.max_append.saturating_add(COMMAND_SLACK);
         self.frag = Fragmentizer::new(limit);
@@ -396,7 +437,10 @@ impl Session {
                 let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
                 self.handle_login(&tag, &user, &pass).await
             }
-            C::Authenticate { mechanism, initial_response } => {
+            C::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
                 let initial = initial_response.map(|r| r.declassify().to_vec());
                 self.handle_authenticate(&tag, &mechanism, initial).await
             }
@@ -409,30 +453,89 @@ impl Session {
                 self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
                 self.finish(&tag, "NAMESPACE completed", true).await
             }
-            C::Select { mailbox, parameters } => self.handle_select(&tag, &mailbox, false, &parameters).await,
-            C::Examine { mailbox, parameters } => self.handle_select(&tag, &mailbox, true, &parameters).await,
+            C::Select {
+                mailbox,
+                parameters,
+            } => self.handle_select(&tag, &mailbox, false, &parameters).await,
+            C::Examine {
+                mailbox,
+                parameters,
+            } => self.handle_select(&tag, &mailbox, true, &parameters).await,
             C::Create { mailbox } => self.handle_create(&tag, &mailbox).await,
             C::Delete { mailbox } => self.handle_delete(&tag, &mailbox).await,
             C::Rename { from, to } => self.handle_rename(&tag, &from, &to).await,
             C::Subscribe { mailbox } => self.handle_subscribe(&tag, &mailbox, true).await,
             C::Unsubscribe { mailbox } => self.handle_subscribe(&tag, &mailbox, false).await,
-            C::List { reference, mailbox_wildcard } => self.handle_list(&tag, &reference, &mailbox_wildcard, false).await,
-            C::Lsub { reference, mailbox_wildcard } => self.handle_list(&tag, &reference, &mailbox_wildcard, true).await,
-            C::Status { mailbox, item_names } => self.handle_status(&tag, &mailbox, &item_names).await,
-            C::Append { mailbox, flags, date, message } => self.handle_append(&tag, &mailbox, &flags, date, message).await,
+            C::List {
+                reference,
+                mailbox_wildcard,
+            } => {
+                self.handle_list(&tag, &reference, &mailbox_wildcard, false)
+                    .await
+            }
+            C::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => {
+                self.handle_list(&tag, &reference, &mailbox_wildcard, true)
+                    .await
+            }
+            C::Status {
+                mailbox,
+                item_names,
+            } => self.handle_status(&tag, &mailbox, &item_names).await,
+            C::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                self.handle_append(&tag, &mailbox, &flags, date, message)
+                    .await
+            }
             C::Close => self.handle_close(&tag, true).await,
             C::Unselect => self.handle_close(&tag, false).await,
             C::Expunge => self.handle_expunge(&tag, None).await,
             C::ExpungeUid { sequence_set } => self.handle_expunge(&tag, Some(&sequence_set)).await,
-            C::Search { criteria, uid, .. } => self.handle_search(&tag, criteria.as_ref(), uid).await,
-            C::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
-                self.handle_fetch(&tag, &sequence_set, macro_or_item_names, uid, &modifiers).await
+            C::Search { criteria, uid, .. } => {
+                self.handle_search(&tag, criteria.as_ref(), uid).await
             }
-            C::Store { sequence_set, kind, response, flags, uid, modifiers } => {
-                self.handle_store(&tag, &sequence_set, kind, response, &flags, uid, &modifiers).await
+            C::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                modifiers,
+            } => {
+                self.handle_fetch(&tag, &sequence_set, macro_or_item_names, uid, &modifiers)
+                    .await
             }
-            C::Copy { sequence_set, mailbox, uid } => self.handle_copy(&tag, &sequence_set, &mailbox, uid, false).await,
-            C::Move { sequence_set, mailbox, uid } => self.handle_copy(&tag, &sequence_set, &mailbox, uid, true).await,
+            C::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                modifiers,
+            } => {
+                self.handle_store(&tag, &sequence_set, kind, response, &flags, uid, &modifiers)
+                    .await
+            }
+            C::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => {
+                self.handle_copy(&tag, &sequence_set, &mailbox, uid, false)
+                    .await
+            }
+            C::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => {
+                self.handle_copy(&tag, &sequence_set, &mailbox, uid, true)
+                    .await
+            }
             C::Idle => self.handle_idle(&tag).await,
             _ => self.bad(&tag, "Command not supported"),
         }
@@ -446,9 +549,20 @@ impl Session {
 
     /// Brings the selected view up to date and writes the differences.
     pub(crate) async fn sync(&mut self, allow_expunge: bool) {
-        let Some(sel) = self.selected.as_mut() else { return };
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
         let store = self.srv.store.clone();
-        match sel.refresh(&store, allow_expunge, self.condstore, self.qresync, &mut self.out).await {
+        match sel
+            .refresh(
+                &store,
+                allow_expunge,
+                self.condstore,
+                self.qresync,
+                &mut self.out,
+            )
+            .await
+        {
             Ok(()) => {}
             Err(e) => tracing::warn!("resync of selected mailbox failed: {e}"),
         }
@@ -513,7 +627,10 @@ impl Session {
 fn tag_of(bytes: &[u8]) -> String {
     let tag: String = bytes
         .iter()
-        .take_while(|b| b.is_ascii_graphic() && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b'+'))
+        .take_while(|b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b'+')
+        })
         .take(64)
         .map(|b| *b as char)
         .collect();

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use auth::{Authenticator, FailureLimiter};
+use imap_server::ImapServer;
 use net::{ConnLimits, ShutdownTrigger, TlsMode};
 use queue::Deliverer;
-use imap_server::ImapServer;
 use smtp_server::{Role, Settings, SmtpServer};
 use store::Store;
 use tokio::net::TcpListener;
@@ -137,7 +137,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
     for (name, addr, implicit) in [("imap", listen.imap, false), ("imaps", listen.imaps, true)] {
         let Some(addr) = addr else { continue };
-        let socket = TcpListener::bind(addr).await.with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
+        let socket = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
         let bound = socket.local_addr()?;
         let server = Arc::new(ImapServer::new(
             imap_settings.clone(),
@@ -145,8 +147,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             auth.clone(),
             (!implicit).then(|| acceptor.clone()),
         ));
-        let tls = if implicit { TlsMode::Implicit(acceptor.clone()) } else { TlsMode::Plain };
-        tracker.spawn(net::serve(socket, tls, conn_limits.clone(), server, shutdown.clone(), tracker.clone()));
+        let tls = if implicit {
+            TlsMode::Implicit(acceptor.clone())
+        } else {
+            TlsMode::Plain
+        };
+        tracker.spawn(net::serve(
+            socket,
+            tls,
+            conn_limits.clone(),
+            server,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
         listeners.push((name, bound));
     }
     let unavailable = [

@@ -323,7 +323,10 @@ impl Imap {
     /// Connects, reads the greeting, returns it.
     pub async fn connect(addr: SocketAddr) -> (Imap, String) {
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let mut c = Imap { io: BufReader::new(Box::new(tcp)), next: 1 };
+        let mut c = Imap {
+            io: BufReader::new(Box::new(tcp)),
+            next: 1,
+        };
         let greeting = c.line().await.expect("greeting");
         (c, greeting)
     }
@@ -341,10 +344,11 @@ impl Imap {
         let mut full = Vec::new();
         loop {
             let mut l = Vec::new();
-            let n = tokio::time::timeout(Duration::from_secs(10), self.io.read_until(b'\n', &mut l))
-                .await
-                .expect("timed out waiting for the server")
-                .ok()?;
+            let n =
+                tokio::time::timeout(Duration::from_secs(10), self.io.read_until(b'\n', &mut l))
+                    .await
+                    .expect("timed out waiting for the server")
+                    .ok()?;
             if n == 0 {
                 return None;
             }
@@ -353,14 +357,20 @@ impl Imap {
             }
             let lit = l.strip_suffix(b"}").and_then(|h| {
                 let open = h.iter().rposition(|c| *c == b'{')?;
-                std::str::from_utf8(&h[open + 1..]).ok()?.trim_end_matches('+').parse::<usize>().ok()
+                std::str::from_utf8(&h[open + 1..])
+                    .ok()?
+                    .trim_end_matches('+')
+                    .parse::<usize>()
+                    .ok()
             });
             full.extend_from_slice(&l);
             match lit {
                 Some(len) => {
                     full.extend_from_slice(b"\r\n");
                     let mut buf = vec![0; len];
-                    tokio::io::AsyncReadExt::read_exact(&mut self.io, &mut buf).await.ok()?;
+                    tokio::io::AsyncReadExt::read_exact(&mut self.io, &mut buf)
+                        .await
+                        .ok()?;
                     full.extend_from_slice(&buf);
                 }
                 None => return Some(String::from_utf8_lossy(&full).into_owned()),
@@ -389,7 +399,10 @@ impl Imap {
             if let Some(rest) = l.strip_prefix("* ") {
                 untagged.push(rest.to_string());
             } else if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
-                return ImapReply { untagged, status: rest.to_string() };
+                return ImapReply {
+                    untagged,
+                    status: rest.to_string(),
+                };
             } else if l.starts_with('+') {
                 untagged.push(l);
             }
@@ -405,9 +418,11 @@ impl Imap {
         self.next += 1;
     }
 
-    /// A client value to fill with struct-update syntax around another stream.
-    pub fn placeholder() -> Imap {
-        let (a, _b) = tokio::io::duplex(1);
-        Imap { io: BufReader::new(Box::new(a)), next: 1 }
+    /// A client over an already connected stream (e.g. implicit TLS).
+    pub fn over(stream: Box<dyn Io>) -> Imap {
+        Imap {
+            io: BufReader::new(stream),
+            next: 1,
+        }
     }
 }
