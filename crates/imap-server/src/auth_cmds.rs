@@ -96,6 +96,11 @@ impl Session {
             let newly = match name.as_str() {
                 "CONDSTORE" => !std::mem::replace(&mut self.condstore, true),
                 "UTF8=ACCEPT" => !std::mem::replace(&mut self.utf8, true),
+                "IMAP4REV2" => {
+                    // RFC 9051: names are UTF-8 on the wire.
+                    self.utf8 = true;
+                    !std::mem::replace(&mut self.rev2, true)
+                }
                 "QRESYNC" => {
                     // RFC 7162 3.2.3: QRESYNC implies CONDSTORE.
                     self.condstore = true;

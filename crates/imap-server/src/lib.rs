@@ -12,16 +12,20 @@
 //! * `auth_cmds`: CAPABILITY, LOGIN, AUTHENTICATE, STARTTLS, ENABLE, ID, NAMESPACE.
 //! * `mailbox_cmds`: SELECT/EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB, STATUS, APPEND.
 //! * `message_cmds`: FETCH, STORE, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT.
-//! * `search`: SEARCH evaluation.
+//! * `search`: SEARCH evaluation and ESEARCH/SEARCHRES results.
+//! * `sort`: SORT and THREAD (RFC 5256).
+//! * `extended`: syntax imap-codec does not parse (SEARCH RETURN, `$`, extended LIST).
 #![deny(missing_docs)]
 
 mod auth_cmds;
+mod extended;
 mod mailbox_cmds;
 mod message_cmds;
 mod names;
 mod search;
 mod selected;
 mod session;
+mod sort;
 
 use std::sync::Arc;
 use std::time::Duration;

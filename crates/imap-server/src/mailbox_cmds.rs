@@ -15,6 +15,17 @@ use crate::names::{self, DELIMITER};
 use crate::selected::{Selected, compress_uids, flag_list};
 use crate::session::{Flow, Session};
 
+/// What a LIST asks for.
+#[derive(Debug, Default)]
+struct ListOptions {
+    lsub: bool,
+    subscribed_only: bool,
+    special_use_only: bool,
+    recursive_match: bool,
+    show_subscribed: bool,
+    status: Option<Vec<String>>,
+}
+
 /// The system flags every mailbox permits.
 const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
@@ -137,9 +148,17 @@ impl Session {
         };
         self.untagged(&format!("OK [PERMANENTFLAGS {perm}] Flags permitted"));
         self.untagged(&format!("{} EXISTS", sel.exists()));
-        self.untagged("0 RECENT");
-        if let Some(pos) = sel.msgs.iter().position(|m| !m.flags.seen()) {
-            self.untagged(&format!("OK [UNSEEN {}] First unseen", pos + 1));
+        if self.rev2 {
+            // RFC 9051 6.3.2: a LIST response for the mailbox; no RECENT, no UNSEEN.
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            names::to_wire(&mut line, &sel.name, true);
+            line.extend_from_slice(b"\r\n");
+            self.out().extend_from_slice(&line);
+        } else {
+            self.untagged("0 RECENT");
+            if let Some(pos) = sel.msgs.iter().position(|m| !m.flags.seen()) {
+                self.untagged(&format!("OK [UNSEEN {}] First unseen", pos + 1));
+            }
         }
         self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", sel.uid_validity));
         self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", sel.uid_next));
@@ -311,8 +330,47 @@ impl Session {
         lsub: bool,
     ) -> Flow {
         let pattern = names::pattern(reference, wildcard, self.utf8);
-        let verb = if lsub { "LSUB" } else { "LIST" };
-        if pattern.is_empty() {
+        let opts = ListOptions {
+            lsub,
+            ..Default::default()
+        };
+        self.list(tag, vec![pattern], opts).await
+    }
+
+    /// LIST-EXTENDED (RFC 5258) and LIST-STATUS (RFC 5819).
+    pub(crate) async fn handle_list_extended(
+        &mut self,
+        tag: &str,
+        l: crate::extended::ExtendedList,
+    ) -> Flow {
+        let decode = |b: &[u8]| {
+            let t = String::from_utf8_lossy(b).into_owned();
+            if self.utf8 || !t.contains('&') {
+                t
+            } else {
+                proto_imap::mutf7::decode(&t).unwrap_or(t)
+            }
+        };
+        let reference = decode(&l.reference);
+        let patterns = l
+            .patterns
+            .iter()
+            .map(|p| format!("{reference}{}", decode(p)))
+            .collect();
+        let opts = ListOptions {
+            lsub: false,
+            subscribed_only: l.subscribed,
+            special_use_only: l.special_use_only,
+            recursive_match: l.recursive_match,
+            show_subscribed: l.ret_subscribed || l.subscribed,
+            status: l.ret_status,
+        };
+        self.list(tag, patterns, opts).await
+    }
+
+    async fn list(&mut self, tag: &str, patterns: Vec<String>, opts: ListOptions) -> Flow {
+        let verb = if opts.lsub { "LSUB" } else { "LIST" };
+        if patterns.len() == 1 && patterns[0].is_empty() {
             // RFC 9051 6.3.9: the delimiter and root.
             self.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
             return self.finish(tag, &format!("{verb} completed"), true).await;
@@ -325,15 +383,15 @@ impl Session {
             (Ok(b), Ok(s)) => (b, s),
             (Err(e), _) | (_, Err(e)) => return self.store_error(tag, e),
         };
-        // name -> (exists, special-use); implied parents of existing mailboxes exist as \Noselect.
-        let mut all: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
+        // name -> mailbox (None: an implied parent or a subscription to a missing mailbox).
+        let mut all: BTreeMap<String, Option<Mailbox>> = BTreeMap::new();
         for b in &boxes {
-            all.insert(b.name.clone(), (true, b.special_use.clone()));
             let mut parent = b.name.as_str();
             while let Some((p, _)) = parent.rsplit_once(DELIMITER) {
-                all.entry(p.to_string()).or_insert((false, None));
+                all.entry(p.to_string()).or_insert(None);
                 parent = p;
             }
+            all.insert(b.name.clone(), Some(b.clone()));
         }
         let has_children = |name: &str| {
             let prefix = format!("{name}{DELIMITER}");
@@ -341,22 +399,48 @@ impl Session {
                 .next()
                 .is_some_and(|(k, _)| k.starts_with(&prefix))
         };
-        let mut lines = Vec::new();
-        let candidates: Vec<String> = if lsub {
+        let subscribed: std::collections::BTreeSet<&String> = subs.iter().collect();
+        let candidates: Vec<String> = if opts.lsub || opts.subscribed_only {
             subs.clone()
         } else {
             all.keys().cloned().collect()
         };
+        let mut entries: Vec<(String, Vec<String>, Option<Mailbox>)> = Vec::new();
         for name in candidates {
-            if !names::matches(&pattern, &name) {
+            let matched = patterns.iter().any(|p| names::matches(p, &name));
+            let mb = all.get(&name).cloned().flatten();
+            let mut attrs: Vec<String> = Vec::new();
+            let mut child_info = false;
+            if !matched {
+                // RFC 5258 3.5 (RECURSIVEMATCH): a parent whose subscribed child matched.
+                if opts.recursive_match
+                    && let Some((parent, _)) = name.rsplit_once(DELIMITER)
+                    && patterns.iter().any(|p| names::matches(p, parent))
+                    && !subscribed.contains(&parent.to_string())
+                {
+                    entries.push((
+                        parent.to_string(),
+                        vec![],
+                        all.get(parent).cloned().flatten(),
+                    ));
+                    if let Some(last) = entries.last_mut() {
+                        last.1.push("CHILDINFO".into());
+                    }
+                }
                 continue;
             }
-            let (exists, special) = all.get(&name).cloned().unwrap_or((false, None));
-            let mut attrs: Vec<String> = Vec::new();
-            if !exists {
-                attrs.push("\\Noselect".into());
+            let _ = &mut child_info;
+            if mb.is_none() {
+                attrs.push(
+                    if all.contains_key(&name) {
+                        "\\Noselect"
+                    } else {
+                        "\\NonExistent"
+                    }
+                    .into(),
+                );
             }
-            if !lsub {
+            if !opts.lsub {
                 attrs.push(
                     if has_children(&name) {
                         "\\HasChildren"
@@ -365,20 +449,59 @@ impl Session {
                     }
                     .into(),
                 );
-                if let Some(s) = special {
+                if let Some(s) = mb.as_ref().and_then(|m| m.special_use.clone()) {
                     attrs.push(s);
+                } else if opts.special_use_only {
+                    continue;
+                }
+                if opts.show_subscribed && subscribed.contains(&name) {
+                    attrs.push("\\Subscribed".into());
                 }
             }
-            let mut line = format!("{verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            names::to_wire(&mut line, &name, self.utf8);
-            lines.push(line);
+            entries.push((name, attrs, mb));
         }
-        for line in lines {
-            self.out().extend_from_slice(b"* ");
+        entries.dedup_by(|a, b| a.0 == b.0);
+        for (name, attrs, mb) in entries {
+            let (attrs, extra): (Vec<String>, Vec<String>) =
+                attrs.into_iter().partition(|a| a != "CHILDINFO");
+            let mut line = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
+            names::to_wire(&mut line, &name, self.utf8);
+            if !extra.is_empty() {
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            line.extend_from_slice(b"\r\n");
             self.out().extend_from_slice(&line);
-            self.out().extend_from_slice(b"\r\n");
+            if let (Some(items), Some(mb)) = (&opts.status, mb) {
+                // RFC 5819: a STATUS response right after the mailbox's LIST response.
+                self.write_status(&mb, items).await;
+            }
         }
         self.finish(tag, &format!("{verb} completed"), true).await
+    }
+
+    /// Writes `* STATUS name (...)` for item names given as upper-case words.
+    async fn write_status(&mut self, mb: &Mailbox, items: &[String]) {
+        let Ok(st) = self.srv.store.mailbox_status(mb.id).await else {
+            return;
+        };
+        let mut parts = Vec::new();
+        for item in items {
+            parts.push(match item.as_str() {
+                "MESSAGES" => format!("MESSAGES {}", st.messages),
+                "RECENT" => "RECENT 0".to_string(),
+                "UIDNEXT" => format!("UIDNEXT {}", mb.uid_next),
+                "UIDVALIDITY" => format!("UIDVALIDITY {}", mb.uid_validity),
+                "UNSEEN" => format!("UNSEEN {}", st.unseen),
+                "DELETED" => format!("DELETED {}", st.deleted),
+                "SIZE" => format!("SIZE {}", st.size),
+                "HIGHESTMODSEQ" => format!("HIGHESTMODSEQ {}", mb.highest_modseq),
+                _ => continue,
+            });
+        }
+        let mut line = b"* STATUS ".to_vec();
+        names::to_wire(&mut line, &mb.name, self.utf8);
+        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        self.out().extend_from_slice(&line);
     }
 
     pub(crate) async fn handle_status(
@@ -390,30 +513,22 @@ impl Session {
         let Some(mb) = self.existing(tag, name).await? else {
             return Ok(());
         };
-        let st = match self.srv.store.mailbox_status(mb.id).await {
-            Ok(s) => s,
-            Err(e) => return self.store_error(tag, e),
-        };
-        let mut parts = Vec::new();
-        for item in items {
-            parts.push(match item {
-                StatusDataItemName::Messages => format!("MESSAGES {}", st.messages),
-                StatusDataItemName::Recent => "RECENT 0".to_string(),
-                StatusDataItemName::UidNext => format!("UIDNEXT {}", mb.uid_next),
-                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", mb.uid_validity),
-                StatusDataItemName::Unseen => format!("UNSEEN {}", st.unseen),
-                StatusDataItemName::Deleted => format!("DELETED {}", st.deleted),
-                StatusDataItemName::Size => format!("SIZE {}", st.size),
-                StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", mb.highest_modseq),
-                StatusDataItemName::DeletedStorage => continue,
-            });
-        }
-        let mut line = b"STATUS ".to_vec();
-        names::to_wire(&mut line, &mb.name, self.utf8);
-        line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
-        self.out().extend_from_slice(b"* ");
-        self.out().extend_from_slice(&line);
-        self.out().extend_from_slice(b"\r\n");
+        let words: Vec<String> = items
+            .iter()
+            .map(|i| match i {
+                StatusDataItemName::Messages => "MESSAGES",
+                StatusDataItemName::Recent => "RECENT",
+                StatusDataItemName::UidNext => "UIDNEXT",
+                StatusDataItemName::UidValidity => "UIDVALIDITY",
+                StatusDataItemName::Unseen => "UNSEEN",
+                StatusDataItemName::Deleted => "DELETED",
+                StatusDataItemName::Size => "SIZE",
+                StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
+                StatusDataItemName::DeletedStorage => "DELETED-STORAGE",
+            })
+            .map(String::from)
+            .collect();
+        self.write_status(&mb, &words).await;
         self.finish(tag, "STATUS completed", true).await
     }
 

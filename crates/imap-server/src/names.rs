@@ -68,11 +68,10 @@ pub(crate) fn matches(pattern: &str, name: &str) -> bool {
     let n: Vec<char> = name.chars().collect();
     let inbox_fold = |s: &[char]| -> Vec<char> {
         let text: String = s.iter().collect();
-        if text.len() >= 5
-            && text[..5].eq_ignore_ascii_case("INBOX")
-            && (text.len() == 5 || text[5..].starts_with(DELIMITER))
-        {
-            format!("INBOX{}", &text[5..]).chars().collect()
+        let head = text.get(..5).filter(|h| h.eq_ignore_ascii_case("INBOX"));
+        let rest = text.get(5..).unwrap_or("");
+        if head.is_some() && (rest.is_empty() || rest.starts_with(DELIMITER)) {
+            format!("INBOX{rest}").chars().collect()
         } else {
             s.to_vec()
         }
@@ -121,5 +120,11 @@ mod tests {
         assert!(matches("A*e", "Archive"));
         assert!(matches("*2026", "Archive/2026"));
         assert!(!matches("%2026", "Archive/2026"));
+        // multi-byte names never split inside a character
+        assert!(matches("한국*", "한국어"));
+        assert!(!matches("inbox", "한국어"));
+        // multi-byte names never split inside a character
+        assert!(matches("한국*", "한국어"));
+        assert!(!matches("inbox", "한국어"));
     }
 }

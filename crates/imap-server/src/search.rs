@@ -6,7 +6,7 @@
 use imap_codec::imap_types::search::SearchKey;
 use store::{Flags, MessageMeta};
 
-use crate::selected::Selected;
+use crate::selected::{Selected, compress_uids};
 use crate::session::{Flow, Session};
 
 /// Seconds in a day, for date keys (compared in UTC days).
@@ -164,24 +164,20 @@ impl Ctx<'_> {
 }
 
 impl Session {
-    pub(crate) async fn handle_search(
-        &mut self,
-        tag: &str,
-        criteria: &[SearchKey<'_>],
-        uid: bool,
-    ) -> Flow {
+    /// Indexes (into the selected view) of the messages matching all `criteria`, with each
+    /// message's parsed content when `keep_content` (for SORT/THREAD).
+    pub(crate) async fn matching(&mut self, criteria: &[SearchKey<'_>]) -> Vec<usize> {
         if criteria
             .iter()
             .any(|k| matches!(k, SearchKey::ModSequence { .. }))
         {
             self.condstore = true;
         }
-        self.sync(false).await;
         let Some(sel) = self.selected.as_ref() else {
-            return self.bad(tag, "No mailbox selected");
+            return Vec::new();
         };
         let with_content = criteria.iter().any(needs_content);
-        let mut hits: Vec<(usize, u64)> = Vec::new();
+        let mut hits = Vec::new();
         let store = self.srv.store.clone();
         for (idx, m) in sel.msgs.iter().enumerate() {
             let content = if with_content {
@@ -197,33 +193,87 @@ impl Session {
                 .iter()
                 .all(|k| ctx.eval(k, idx, m, content.as_ref()))
             {
-                hits.push((idx, m.modseq));
+                hits.push(idx);
             }
         }
-        let ids: Vec<String> = hits
-            .iter()
-            .map(|(i, _)| {
-                if uid {
-                    sel.msgs[*i].uid.to_string()
-                } else {
-                    (i + 1).to_string()
-                }
-            })
-            .collect();
-        let mut line = String::from("SEARCH");
-        for id in &ids {
-            line.push(' ');
-            line.push_str(id);
+        hits
+    }
+
+    pub(crate) async fn handle_search(
+        &mut self,
+        tag: &str,
+        criteria: &[SearchKey<'_>],
+        uid: bool,
+    ) -> Flow {
+        self.sync(false).await;
+        if self.selected.is_none() {
+            return self.bad(tag, "No mailbox selected");
         }
-        if criteria
+        let hits = self.matching(criteria).await;
+        let sel = self.selected.as_ref().expect("selected");
+        let uids: Vec<u32> = hits.iter().map(|i| sel.msgs[*i].uid).collect();
+        let ids: Vec<u32> = if uid {
+            uids.clone()
+        } else {
+            hits.iter().map(|i| *i as u32 + 1).collect()
+        };
+        let modseq = criteria
             .iter()
             .any(|k| matches!(k, SearchKey::ModSequence { .. }))
-            && let Some(max) = hits.iter().map(|(_, m)| *m).max()
-        {
-            // RFC 7162 3.1.5: the highest MODSEQ of the matches.
-            line.push_str(&format!(" (MODSEQ {max})"));
+            .then(|| hits.iter().map(|i| sel.msgs[*i].modseq).max())
+            .flatten();
+        let ret = self.search_return.take().or_else(|| {
+            self.rev2.then(|| crate::extended::SearchReturn {
+                all: true,
+                ..Default::default()
+            })
+        });
+        match ret {
+            None => {
+                let mut line = String::from("SEARCH");
+                for id in &ids {
+                    line.push(' ');
+                    line.push_str(&id.to_string());
+                }
+                if let Some(max) = modseq {
+                    // RFC 7162 3.1.5: the highest MODSEQ of the matches.
+                    line.push_str(&format!(" (MODSEQ {max})"));
+                }
+                self.untagged(&line);
+            }
+            Some(r) => {
+                if r.save {
+                    self.saved = uids;
+                }
+                if r.min || r.max || r.all || r.count {
+                    // RFC 4731 3.1; RFC 9051 7.3.4.
+                    let mut line = format!("ESEARCH (TAG \"{tag}\")");
+                    if uid {
+                        line.push_str(" UID");
+                    }
+                    if r.min
+                        && let Some(v) = ids.first()
+                    {
+                        line.push_str(&format!(" MIN {v}"));
+                    }
+                    if r.max
+                        && let Some(v) = ids.last()
+                    {
+                        line.push_str(&format!(" MAX {v}"));
+                    }
+                    if r.all && !ids.is_empty() {
+                        line.push_str(&format!(" ALL {}", compress_uids(&ids)));
+                    }
+                    if r.count {
+                        line.push_str(&format!(" COUNT {}", ids.len()));
+                    }
+                    if let Some(max) = modseq {
+                        line.push_str(&format!(" MODSEQ {max}"));
+                    }
+                    self.untagged(&line);
+                }
+            }
         }
-        self.untagged(&line);
         self.finish(
             tag,
             if uid {

@@ -72,6 +72,12 @@ pub(crate) struct Session {
     pub(crate) condstore: bool,
     /// QRESYNC enabled: expunges are reported as VANISHED.
     pub(crate) qresync: bool,
+    /// IMAP4rev2 enabled (RFC 9051): ESEARCH responses, UTF-8 names, no \Recent.
+    pub(crate) rev2: bool,
+    /// SEARCHRES saved result (`$`), as UIDs.
+    pub(crate) saved: Vec<store::Uid>,
+    /// RETURN options of the SEARCH being run (ESEARCH), set by the pre-parser.
+    pub(crate) search_return: Option<crate::extended::SearchReturn>,
     bad_in_a_row: u32,
 }
 
@@ -91,6 +97,9 @@ impl Session {
             utf8: false,
             condstore: false,
             qresync: false,
+            rev2: false,
+            saved: Vec::new(),
+            search_return: None,
             bad_in_a_row: 0,
         }
     }
@@ -115,6 +124,10 @@ impl Session {
             let bytes = match self.next_command().await? {
                 Next::Command(b) => b,
                 Next::Refused => continue,
+            };
+            let bytes = match self.preprocess(bytes).await? {
+                Some(b) => b,
+                None => continue,
             };
             match CommandCodec::default().decode(&bytes) {
                 Ok((_, command)) => {
@@ -413,6 +426,77 @@ impl Session {
         }
     }
 
+    /// Handles the syntax imap-codec does not know (see [`crate::extended`]); returns the
+    /// bytes to decode, or `None` when the command was handled here.
+    async fn preprocess(&mut self, bytes: Vec<u8>) -> Result<Option<Vec<u8>>, End> {
+        use crate::extended;
+        self.search_return = None;
+        // Only look at commands whose first line may carry extended syntax (cheap check;
+        // APPEND literals are never copied).
+        let first_line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+        let upper = String::from_utf8_lossy(first_line).to_ascii_uppercase();
+        let words: Vec<&str> = upper.split_whitespace().take(4).collect();
+        let verb = match words.get(1) {
+            Some(&"UID") => words.get(2).copied().unwrap_or(""),
+            Some(v) => v,
+            None => "",
+        };
+        let interesting = matches!(
+            verb,
+            "SEARCH" | "LIST" | "FETCH" | "STORE" | "COPY" | "MOVE" | "EXPUNGE" | "SORT" | "THREAD"
+        );
+        if !interesting || self.user.is_none() {
+            return Ok(Some(bytes));
+        }
+        let Some(tokens) = extended::tokenize(&bytes) else {
+            return Ok(Some(bytes));
+        };
+        let tag = match tokens.first() {
+            Some(extended::Token::Atom(t)) => t.clone(),
+            _ => return Ok(Some(bytes)),
+        };
+        if let Some(list) = extended::extended_list(&tokens) {
+            match list {
+                Ok(l) => self.handle_list_extended(&tag, l).await?,
+                Err(why) => self.bad(&tag, why)?,
+            }
+            return Ok(None);
+        }
+        let mut tokens = tokens;
+        if let Some(e) = extended::extended_search(&tokens) {
+            self.search_return = Some(e.ret);
+            match extended::tokenize(&e.rest) {
+                Some(t) => tokens = t,
+                None => return Ok(Some(e.rest)),
+            }
+        }
+        let is_uid = words.get(1) == Some(&"UID");
+        if extended::uses_saved(&tokens) {
+            if self.selected.is_none() {
+                self.bad(&tag, "Select a mailbox first")?;
+                return Ok(None);
+            }
+            // RFC 5182: `$` is the saved result; kept as UIDs and used through UID forms.
+            // An empty result becomes a UID that cannot exist, which matches nothing.
+            let uids = if self.saved.is_empty() {
+                u32::MAX.to_string()
+            } else {
+                crate::selected::compress_uids(&self.saved)
+            };
+            let (replacement, make_uid) = if verb == "SEARCH" {
+                (format!("UID {uids}"), false)
+            } else {
+                (uids, !is_uid)
+            };
+            return Ok(Some(extended::substitute_saved(
+                &tokens,
+                &replacement,
+                make_uid,
+            )));
+        }
+        Ok(Some(extended::render(&tokens)))
+    }
+
     async fn dispatch(&mut self, command: Command<'_>) -> Flow {
         let tag = command.tag.inner().to_string();
         if let Err(why) = self.allowed(&command.body) {
@@ -497,8 +581,35 @@ impl Session {
             C::Unselect => self.handle_close(&tag, false).await,
             C::Expunge => self.handle_expunge(&tag, None).await,
             C::ExpungeUid { sequence_set } => self.handle_expunge(&tag, Some(&sequence_set)).await,
-            C::Search { criteria, uid, .. } => {
+            C::Search {
+                criteria,
+                uid,
+                charset,
+            } => {
+                if let Some(cs) = charset
+                    && !["UTF-8", "US-ASCII"].contains(&cs.as_ref().to_ascii_uppercase().as_str())
+                {
+                    return self.no(&tag, "[BADCHARSET (UTF-8 US-ASCII)] Use UTF-8");
+                }
                 self.handle_search(&tag, criteria.as_ref(), uid).await
+            }
+            C::Sort {
+                sort_criteria,
+                search_criteria,
+                uid,
+                ..
+            } => {
+                self.handle_sort(&tag, sort_criteria.as_ref(), search_criteria.as_ref(), uid)
+                    .await
+            }
+            C::Thread {
+                algorithm,
+                search_criteria,
+                uid,
+                ..
+            } => {
+                self.handle_thread(&tag, &algorithm, search_criteria.as_ref(), uid)
+                    .await
             }
             C::Fetch {
                 sequence_set,

@@ -373,3 +373,113 @@ async fn python_imaplib_client() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn esearch_searchres_sort_thread() {
+    let s = TestServer::start().await;
+    s.deliver("lee@naver.test", "banana", "x").await;
+    s.deliver("lee@naver.test", "Re: apple", "y").await;
+    s.deliver("lee@naver.test", "apple", "z").await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    assert!(c.cmd("SELECT INBOX").await.ok());
+    let r = c.cmd("SEARCH RETURN (MIN MAX COUNT ALL) ALL").await;
+    let tag = format!("a{}", 3);
+    assert!(
+        r.has(&format!(
+            "ESEARCH (TAG \"{tag}\") MIN 1 MAX 3 ALL 1:3 COUNT 3"
+        )),
+        "{r:?}"
+    );
+    let r = c.cmd("UID SEARCH RETURN (SAVE) SUBJECT apple").await;
+    assert!(
+        r.ok() && r.untagged.is_empty(),
+        "SAVE alone returns nothing: {r:?}"
+    );
+    let r = c.cmd("FETCH $ (UID)").await;
+    assert_eq!(
+        r.untagged,
+        vec!["2 FETCH (UID 2)", "3 FETCH (UID 3)"],
+        "{r:?}"
+    );
+    let r = c.cmd("SEARCH NOT $").await;
+    assert!(r.has("SEARCH 1"), "{r:?}");
+    let r = c.cmd("SORT (SUBJECT) UTF-8 ALL").await;
+    assert!(r.has("SORT 2 3 1"), "{r:?}");
+    // sizes differ by the subject's length (it is in Subject and Message-ID)
+    let r = c.cmd("SORT (REVERSE SIZE) UTF-8 ALL").await;
+    assert!(r.has("SORT 2 1 3"), "{r:?}");
+    // equal arrival times (same second) keep sequence order, also when reversed
+    let r = c.cmd("UID SORT (REVERSE ARRIVAL) UTF-8 ALL").await;
+    assert!(r.has("SORT 1 2 3") || r.has("SORT 3 2 1"), "{r:?}");
+    let r = c.cmd("THREAD ORDEREDSUBJECT UTF-8 ALL").await;
+    assert!(r.has("THREAD (1)(2 3)"), "{r:?}");
+    let r = c.cmd("UID THREAD REFERENCES UTF-8 ALL").await;
+    assert!(r.ok() && r.has("THREAD ("), "{r:?}");
+    let r = c.cmd("SEARCH CHARSET KOI8-R ALL").await;
+    assert!(r.status.starts_with("NO [BADCHARSET"), "{r:?}");
+}
+
+#[tokio::test]
+async fn list_extended_and_list_status() {
+    let s = TestServer::start().await;
+    s.deliver("lee@naver.test", "one", "x").await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    assert!(c.cmd("CREATE Lists/Rust").await.ok());
+    assert!(c.cmd("SUBSCRIBE Lists/Rust").await.ok());
+    let r = c.cmd("LIST (SPECIAL-USE) \"\" \"*\"").await;
+    assert!(
+        r.has("\\Sent") && !r.has("\"INBOX\"") && !r.has("Lists"),
+        "{r:?}"
+    );
+    let r = c.cmd("LIST (SUBSCRIBED) \"\" \"Lists/*\"").await;
+    assert!(
+        r.has("LIST (\\HasNoChildren \\Subscribed) \"/\" \"Lists/Rust\""),
+        "{r:?}"
+    );
+    let r = c
+        .cmd("LIST \"\" (INBOX Sent) RETURN (STATUS (MESSAGES UNSEEN))")
+        .await;
+    assert!(
+        r.has("STATUS \"INBOX\" (MESSAGES 1 UNSEEN 1)")
+            && r.has("STATUS \"Sent\" (MESSAGES 0 UNSEEN 0)"),
+        "{r:?}"
+    );
+    let r = c.cmd("LIST (BOGUS) \"\" *").await;
+    assert!(r.status.starts_with("BAD"), "{r:?}");
+}
+
+#[tokio::test]
+async fn imap4rev2_mode() {
+    let s = TestServer::start().await;
+    s.deliver("lee@naver.test", "one", "x").await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    assert!(c.cmd("ENABLE IMAP4rev2").await.has("ENABLED IMAP4REV2"));
+    let r = c.cmd("SELECT INBOX").await;
+    assert!(
+        r.has("LIST () \"/\" \"INBOX\"") && !r.has("RECENT"),
+        "{r:?}"
+    );
+    let r = c.cmd("SEARCH ALL").await;
+    assert!(
+        r.untagged
+            .iter()
+            .any(|l| l.starts_with("ESEARCH (TAG ") && l.ends_with("ALL 1")),
+        "{r:?}"
+    );
+    assert!(c.cmd("CREATE \"한국어/편지함\"").await.ok());
+    let r = c.cmd("LIST \"\" \"한국어/*\"").await;
+    assert!(r.has("\"한국어/편지함\""), "UTF-8 names in rev2: {r:?}");
+}
+
+#[tokio::test]
+async fn modified_utf7_for_rev1_clients() {
+    let s = TestServer::start().await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    // "한국어" in modified UTF-7
+    assert!(c.cmd("CREATE &1VytbcW0-").await.ok());
+    let r = c.cmd("LIST \"\" \"*\"").await;
+    assert!(r.has("\"&1VytbcW0-\""), "{r:?}");
+    let mut u = Imap::login(s.imap(), "lee@naver.test").await;
+    assert!(u.cmd("ENABLE UTF8=ACCEPT").await.ok());
+    assert!(u.cmd("LIST \"\" \"*\"").await.has("\"한국어\""));
+}
