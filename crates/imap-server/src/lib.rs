@@ -53,6 +53,8 @@ pub struct Settings {
     pub plaintext_auth_on_loopback: bool,
     /// Consecutive BAD commands before the connection is closed.
     pub max_bad_commands: u32,
+    /// Storage quota per account in octets (0: unlimited).
+    pub quota: u64,
 }
 
 /// One IMAP listener's shared state.

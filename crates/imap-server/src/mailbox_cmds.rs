@@ -532,6 +532,73 @@ impl Session {
         self.finish(tag, "STATUS completed", true).await
     }
 
+    /// Whether `extra` more octets would exceed the account's quota; answers NO if so.
+    pub(crate) async fn quota_refuses(
+        &mut self,
+        tag: &str,
+        extra: u64,
+    ) -> Result<bool, crate::session::End> {
+        let quota = self.srv.settings.quota;
+        if quota == 0 {
+            return Ok(false);
+        }
+        let used = self
+            .srv
+            .store
+            .account_usage(self.account())
+            .await
+            .unwrap_or(0);
+        if used.saturating_add(extra) > quota {
+            // RFC 9208 4.3: [OVERQUOTA].
+            self.no(tag, "[OVERQUOTA] Quota exceeded")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Writes the QUOTA response of the account's one quota root "".
+    async fn write_quota(&mut self) {
+        let quota = self.srv.settings.quota;
+        if quota == 0 {
+            return;
+        }
+        let used = self
+            .srv
+            .store
+            .account_usage(self.account())
+            .await
+            .unwrap_or(0);
+        // RFC 9208 5.1: STORAGE in units of 1024 octets.
+        self.untagged(&format!(
+            "QUOTA \"\" (STORAGE {} {})",
+            used.div_ceil(1024),
+            quota / 1024
+        ));
+    }
+
+    pub(crate) async fn handle_getquotaroot(&mut self, tag: &str, name: &WireMailbox<'_>) -> Flow {
+        let Some(mb) = self.existing(tag, name).await? else {
+            return Ok(());
+        };
+        let mut line = b"* QUOTAROOT ".to_vec();
+        names::to_wire(&mut line, &mb.name, self.utf8);
+        if self.srv.settings.quota > 0 {
+            line.extend_from_slice(b" \"\"");
+        }
+        line.extend_from_slice(b"\r\n");
+        self.out().extend_from_slice(&line);
+        self.write_quota().await;
+        self.finish(tag, "GETQUOTAROOT completed", true).await
+    }
+
+    pub(crate) async fn handle_getquota(&mut self, tag: &str, root: &str) -> Flow {
+        if !root.is_empty() || self.srv.settings.quota == 0 {
+            return self.no(tag, "[NONEXISTENT] No such quota root");
+        }
+        self.write_quota().await;
+        self.finish(tag, "GETQUOTA completed", true).await
+    }
+
     pub(crate) async fn handle_append(
         &mut self,
         tag: &str,
@@ -554,6 +621,9 @@ impl Session {
         else {
             return Ok(());
         };
+        if self.quota_refuses(tag, data.len() as u64).await? {
+            return Ok(());
+        }
         let internal_date = date
             .map(|d| d.as_ref().timestamp())
             .unwrap_or_else(|| chrono::Utc::now().timestamp());

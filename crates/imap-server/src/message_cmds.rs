@@ -615,6 +615,23 @@ impl Session {
         if uids.is_empty() {
             return self.finish(tag, "Nothing to do", !remove || uid).await;
         }
+        if !remove {
+            let wanted: std::collections::HashSet<u32> = uids.iter().copied().collect();
+            let extra: u64 = self
+                .selected
+                .as_ref()
+                .map(|s| {
+                    s.msgs
+                        .iter()
+                        .filter(|m| wanted.contains(&m.uid))
+                        .map(|m| m.size)
+                        .sum()
+                })
+                .unwrap_or(0);
+            if self.quota_refuses(tag, extra).await? {
+                return Ok(());
+            }
+        }
         match self
             .srv
             .store

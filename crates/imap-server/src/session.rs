@@ -648,6 +648,12 @@ impl Session {
                     .await
             }
             C::Idle => self.handle_idle(&tag).await,
+            C::GetQuotaRoot { mailbox } => self.handle_getquotaroot(&tag, &mailbox).await,
+            C::GetQuota { root } => {
+                let root = String::from_utf8_lossy(root.as_ref()).into_owned();
+                self.handle_getquota(&tag, &root).await
+            }
+            C::SetQuota { .. } => self.no(&tag, "[NOPERM] Quotas are set by the administrator"),
             _ => self.bad(&tag, "Command not supported"),
         }
     }

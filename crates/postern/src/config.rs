@@ -117,6 +117,8 @@ pub struct Limits {
     /// Seconds an authenticated IMAP client may stay silent, IDLE included (RFC 9051 5.4:
     /// at least 30 minutes).
     pub imap_idle_timeout: u64,
+    /// Storage quota per account in bytes (IMAP QUOTA, SMTP "mailbox full"); 0 = unlimited.
+    pub mailbox_quota: u64,
 }
 
 impl Default for Limits {
@@ -130,6 +132,7 @@ impl Default for Limits {
             smtp_data_timeout: 180,
             smtp_max_errors: 20,
             imap_idle_timeout: 1800,
+            mailbox_quota: 0,
         }
     }
 }

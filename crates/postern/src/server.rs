@@ -71,7 +71,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Duration::from_secs(config.auth.lockout),
     );
     let auth = Authenticator::new(store.clone(), limiter);
-    let deliverer = Deliverer::new(store.clone());
+    let deliverer = Deliverer::new(store.clone(), config.limits.mailbox_quota);
     let (trigger, shutdown) = ShutdownTrigger::new();
     let tracker = TaskTracker::new();
     let l = &config.limits;
@@ -134,6 +134,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         allow_plaintext_auth: config.auth.allow_plaintext,
         plaintext_auth_on_loopback: config.auth.plaintext_on_loopback,
         max_bad_commands: 20,
+        quota: l.mailbox_quota,
     };
     for (name, addr, implicit) in [("imap", listen.imap, false), ("imaps", listen.imaps, true)] {
         let Some(addr) = addr else { continue };

@@ -28,12 +28,30 @@ pub enum QueueError {
 #[derive(Clone)]
 pub struct Deliverer {
     store: Store,
+    quota: u64,
 }
 
 impl Deliverer {
-    /// A deliverer over `store`.
-    pub fn new(store: Store) -> Deliverer {
-        Deliverer { store }
+    /// A deliverer over `store`; `quota` is the per-account storage limit in octets (0: none).
+    pub fn new(store: Store, quota: u64) -> Deliverer {
+        Deliverer { store, quota }
+    }
+
+    /// Whether storing `extra` more octets would put `account` over its quota.
+    pub async fn over_quota(
+        &self,
+        account: store::AccountId,
+        extra: u64,
+    ) -> Result<bool, QueueError> {
+        if self.quota == 0 {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .account_usage(account)
+            .await?
+            .saturating_add(extra)
+            > self.quota)
     }
 
     /// Whether `domain` (any case) is hosted here.

@@ -155,7 +155,7 @@ mod tests {
             .await
             .unwrap();
         s.add_alias("@other.test", "lee@naver.test").await.unwrap();
-        (dir, Deliverer::new(s), lee, kim)
+        (dir, Deliverer::new(s, 0), lee, kim)
     }
 
     fn local(account: AccountId, address: &str) -> Target {

@@ -189,6 +189,27 @@ impl Session {
                 ));
             }
         };
+        let size = match &self.phase {
+            Phase::Mail(env) => env.params.size.unwrap_or(0),
+            Phase::Idle => 0,
+        };
+        for t in &targets {
+            if let Target::Local {
+                account,
+                address: owner,
+            } = t
+                && self
+                    .srv
+                    .deliverer
+                    .over_quota(*account, size)
+                    .await
+                    .unwrap_or(false)
+            {
+                // RFC 3463 X.2.2: mailbox full; temporary, the owner may make room.
+                self.reply(Reply::new(452, "4.2.2", format!("<{owner}>: Mailbox full")));
+                return Ok(());
+            }
+        }
         if let Phase::Mail(env) = &mut self.phase {
             env.rcpts.push((address, targets));
         }

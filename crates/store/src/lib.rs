@@ -88,6 +88,8 @@ pub trait Backend: Send + Sync {
     async fn set_subscribed(&self, account: AccountId, name: &str, on: bool) -> Result<()>;
     /// The mailbox with exactly this name.
     async fn mailbox_by_name(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
+    /// Octets stored in all mailboxes of an account (quota usage).
+    async fn account_usage(&self, account: AccountId) -> Result<u64>;
     /// Aggregates of one mailbox (STATUS).
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus>;
     /// The mailbox and all its messages from one read transaction (SELECT).

@@ -483,3 +483,33 @@ async fn modified_utf7_for_rev1_clients() {
     assert!(u.cmd("ENABLE UTF8=ACCEPT").await.ok());
     assert!(u.cmd("LIST \"\" \"*\"").await.has("\"한국어\""));
 }
+
+#[tokio::test]
+async fn quota_is_reported_and_enforced() {
+    let s = TestServer::with_config("[limits]\nmailbox_quota = 2048").await;
+    s.deliver("lee@naver.test", "one", &"x".repeat(900)).await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    let r = c.cmd("GETQUOTAROOT INBOX").await;
+    assert!(
+        r.has("QUOTAROOT \"INBOX\" \"\"") && r.has("QUOTA \"\" (STORAGE 2 2)"),
+        "{r:?}"
+    );
+    let r = c
+        .cmd(&format!("APPEND INBOX {{1200+}}\r\n{}", "y".repeat(1200)))
+        .await;
+    assert!(r.status.starts_with("NO [OVERQUOTA]"), "{r:?}");
+    assert!(
+        c.cmd("SETQUOTA \"\" (STORAGE 100)")
+            .await
+            .status
+            .starts_with("NO")
+    );
+    // SMTP: the account is not full yet, so one more small message is accepted...
+    s.deliver("lee@naver.test", "two", &"x".repeat(900)).await;
+    // ...and then it is: RCPT gets "mailbox full", a temporary failure.
+    let mut m = crate::support::Raw::connect(s.smtp()).await;
+    m.cmd("EHLO x", 250).await;
+    m.cmd("MAIL FROM:<kim@daum.test>", 250).await;
+    let r = m.cmd("RCPT TO:<lee@naver.test>", 452).await;
+    assert!(r.text().starts_with("4.2.2"), "{r:?}");
+}

@@ -561,6 +561,17 @@ impl Backend for Embedded {
             .await
     }
 
+    async fn account_usage(&self, account: AccountId) -> Result<u64> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id IN
+                   (SELECT id FROM mailboxes WHERE account_id = ?1)",
+            )?
+            .query_row([account.0], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .await
+    }
+
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus> {
         self.read(move |c| mailboxes::status(c, mailbox)).await
     }
