@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Postern. On a fresh Debian machine it first installs what the tests
-# need (swaks, the real SMTP client program the interop tests drive).
+# need (swaks and mbsync from isync, the real SMTP and IMAP client programs the interop
+# tests drive).
 #   ./test.sh            format check, clippy, and the whole test suite
 #   ./test.sh --quick    the test suite only
 set -euo pipefail
@@ -8,6 +9,7 @@ cd "$(dirname "$0")"
 
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
+command -v mbsync >/dev/null 2>&1 || need+=(isync)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -73,6 +73,9 @@ use clap::{Args, Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+mod genmail;
+mod imap;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "postern-bench",
@@ -94,6 +97,14 @@ enum Cmd {
     /// and latency percentiles of the mail transaction.
     #[command(after_help = SMTP_AFTER_HELP)]
     Smtp(SmtpArgs),
+
+    /// IMAP load generator: webmail-like sessions (mix), the command mix on
+    /// logged-in connections (commands), memory per idle connection
+    /// (idle-connections), or SELECT time of a big mailbox (select).
+    Imap(imap::ImapArgs),
+
+    /// Write deterministic test mail (Maildir and/or mbox) for the IMAP benchmark.
+    GenMail(genmail::GenArgs),
 }
 
 const SMTP_AFTER_HELP: &str = "\
@@ -209,6 +220,11 @@ fn main() -> Result<()> {
             let code = smtp_main(args)?;
             std::process::exit(code);
         }
+        Cmd::Imap(args) => {
+            let code = imap::imap_main(args)?;
+            std::process::exit(code);
+        }
+        Cmd::GenMail(args) => genmail::gen_main(args),
     }
 }
 
@@ -712,6 +728,39 @@ fn tree_cpu_ticks(roots: &[u32]) -> u64 {
     total
 }
 
+/// PIDs of all process trees rooted at `roots` (roots included if alive).
+fn tree_pids(roots: &[u32]) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut alive = HashSet::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(st) = read_proc_stat(&e.path().join("stat")) {
+                children.entry(st.ppid).or_default().push(pid);
+                alive.insert(pid);
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut stack: Vec<u32> = roots.to_vec();
+    while let Some(p) = stack.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        if alive.contains(&p) {
+            out.push(p);
+        }
+        if let Some(ch) = children.get(&p) {
+            stack.extend(ch);
+        }
+    }
+    out
+}
+
 fn self_cpu_ticks() -> u64 {
     read_proc_stat(Path::new("/proc/self/stat")).map_or(0, |s| s.ticks)
 }
@@ -1184,6 +1233,7 @@ mod tests {
             let cli = Cli::parse_from(["postern-bench", "smtp", "-s", &size.to_string()]);
             match cli.cmd {
                 Cmd::Smtp(a) => a,
+                _ => unreachable!(),
             }
         }
     }
