@@ -16,7 +16,9 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' 2>/dev/null | head -1)" ]; then
     $sudo apt-get update -qq
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  # Stale package lists fail with 404s: refresh them once and retry.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null ||
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null; }
 fi
 
 if [ "${1:-}" != "--quick" ]; then

@@ -10,6 +10,7 @@
 mod limiter;
 mod password;
 pub mod sasl;
+mod verifier;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use limiter::FailureLimiter;
 pub use password::{hash_password, verify_password};
+
 use store::{AccountId, Store};
 
 /// Why authentication failed.
@@ -54,6 +56,7 @@ pub struct Identity {
 pub struct Authenticator {
     store: Store,
     limiter: Arc<FailureLimiter>,
+    verifier: Arc<verifier::Verifier>,
 }
 
 impl Authenticator {
@@ -62,6 +65,7 @@ impl Authenticator {
         Authenticator {
             store,
             limiter: Arc::new(limiter),
+            verifier: Arc::new(verifier::Verifier::new()),
         }
     }
 
@@ -87,10 +91,11 @@ impl Authenticator {
             ),
             None => (password::dummy_hash().to_string(), None),
         };
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        let ok = self
+            .verifier
+            .verify(&address, password, &hash, identity.is_some())
             .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+            .ok_or_else(|| AuthError::Internal("password checker unavailable".into()))?;
         match (ok, identity) {
             (true, Some(identity)) => {
                 self.limiter.success(ip);
