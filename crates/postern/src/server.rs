@@ -99,32 +99,41 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         ("submissions", listen.submissions, Role::Submission, true),
     ];
     let mut listeners = Vec::new();
-    for (name, addr, role, implicit) in smtp_listeners {
-        let Some(addr) = addr else { continue };
-        let socket = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
-        let bound = socket.local_addr()?;
-        let server = Arc::new(SmtpServer::new(
-            smtp_settings(role),
-            deliverer.clone(),
-            auth.clone(),
-            (!implicit).then(|| acceptor.clone()),
-        ));
-        let tls = if implicit {
-            TlsMode::Implicit(acceptor.clone())
-        } else {
-            TlsMode::Plain
+    // Binds one listener and spawns its accept loop; `make` builds the protocol handler,
+    // given the STARTTLS acceptor (None on implicit-TLS listeners).
+    let mut start_listener =
+        async |name: &'static str, addr: Option<SocketAddr>, implicit: bool| {
+            let Some(addr) = addr else {
+                return anyhow::Ok(None);
+            };
+            let socket = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
+            listeners.push((name, socket.local_addr()?));
+            let tls = if implicit {
+                TlsMode::Implicit(acceptor.clone())
+            } else {
+                TlsMode::Plain
+            };
+            anyhow::Ok(Some((socket, tls, (!implicit).then(|| acceptor.clone()))))
         };
-        tracker.spawn(net::serve(
-            socket,
-            tls,
-            conn_limits.clone(),
-            server,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-        listeners.push((name, bound));
+    for (name, addr, role, implicit) in smtp_listeners {
+        if let Some((socket, tls, starttls)) = start_listener(name, addr, implicit).await? {
+            let server = Arc::new(SmtpServer::new(
+                smtp_settings(role),
+                deliverer.clone(),
+                auth.clone(),
+                starttls,
+            ));
+            tracker.spawn(net::serve(
+                socket,
+                tls,
+                conn_limits.clone(),
+                server,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
     }
     let imap_settings = imap_server::Settings {
         hostname: config.hostname.clone(),
@@ -137,31 +146,22 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         quota: l.mailbox_quota,
     };
     for (name, addr, implicit) in [("imap", listen.imap, false), ("imaps", listen.imaps, true)] {
-        let Some(addr) = addr else { continue };
-        let socket = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
-        let bound = socket.local_addr()?;
-        let server = Arc::new(ImapServer::new(
-            imap_settings.clone(),
-            store.clone(),
-            auth.clone(),
-            (!implicit).then(|| acceptor.clone()),
-        ));
-        let tls = if implicit {
-            TlsMode::Implicit(acceptor.clone())
-        } else {
-            TlsMode::Plain
-        };
-        tracker.spawn(net::serve(
-            socket,
-            tls,
-            conn_limits.clone(),
-            server,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-        listeners.push((name, bound));
+        if let Some((socket, tls, starttls)) = start_listener(name, addr, implicit).await? {
+            let server = Arc::new(ImapServer::new(
+                imap_settings.clone(),
+                store.clone(),
+                auth.clone(),
+                starttls,
+            ));
+            tracker.spawn(net::serve(
+                socket,
+                tls,
+                conn_limits.clone(),
+                server,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
     }
     let unavailable = [
         ("pop3", listen.pop3),
