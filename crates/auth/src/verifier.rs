@@ -24,7 +24,7 @@ const CACHE_MAX: usize = 10_000;
 type Job = (String, String, oneshot::Sender<bool>);
 
 pub(crate) struct Verifier {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     /// Per-process secret mixed into cache keys, so the cache holds nothing reusable.
     secret: [u8; 32],
     /// address -> (digest of secret, stored hash and password, expiry).
@@ -64,7 +64,7 @@ impl Verifier {
             *a ^= b;
         }
         Verifier {
-            jobs: Mutex::new(tx),
+            jobs: tx,
             secret,
             cache: Mutex::new(HashMap::new()),
         }
@@ -100,8 +100,6 @@ impl Verifier {
         }
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send((password.to_string(), stored_hash.to_string(), reply))
             .ok()?;
         let ok = rx.await.ok()?;

@@ -33,96 +33,41 @@ fn part_numbers(p: &Option<Part>) -> Vec<u32> {
 /// Our section type and its label for the response, e.g. `1.HEADER.FIELDS (SUBJECT)`.
 fn convert_section(s: &Option<Section<'_>>) -> (message::Section, String) {
     use message::SectionText as T;
-    let join = |p: &[u32]| p.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
-    let with = |p: &[u32], what: &str| {
-        if p.is_empty() {
-            what.to_string()
-        } else {
-            format!("{}.{what}", join(p))
-        }
-    };
+    let whole = |p: &Part| p.0.as_ref().iter().map(|n| n.get()).collect::<Vec<u32>>();
     let fields = |f: &[imap_codec::imap_types::core::AString<'_>]| {
         f.iter()
             .map(|a| String::from_utf8_lossy(a.as_ref()).to_ascii_uppercase())
             .collect::<Vec<_>>()
     };
-    match s {
-        None => (
-            message::Section {
-                part: vec![],
-                text: T::Full,
-            },
-            String::new(),
-        ),
-        Some(Section::Part(p)) => {
-            let part: Vec<u32> = p.0.as_ref().iter().map(|n| n.get()).collect();
-            let label = join(&part);
-            (
-                message::Section {
-                    part,
-                    text: T::Full,
-                },
-                label,
-            )
-        }
-        Some(Section::Header(p)) => {
-            let part = part_numbers(p);
-            let label = with(&part, "HEADER");
-            (
-                message::Section {
-                    part,
-                    text: T::Header,
-                },
-                label,
-            )
-        }
+    // (part, what to return, the label's text after the part number)
+    let (part, text, what) = match s {
+        None => (vec![], T::Full, String::new()),
+        Some(Section::Part(p)) => (whole(p), T::Full, String::new()),
+        Some(Section::Header(p)) => (part_numbers(p), T::Header, "HEADER".into()),
         Some(Section::HeaderFields(p, f)) => {
-            let part = part_numbers(p);
             let names = fields(f.as_ref());
-            let label = format!("{} ({})", with(&part, "HEADER.FIELDS"), names.join(" "));
-            (
-                message::Section {
-                    part,
-                    text: T::HeaderFields(names),
-                },
-                label,
-            )
+            let what = format!("HEADER.FIELDS ({})", names.join(" "));
+            (part_numbers(p), T::HeaderFields(names), what)
         }
         Some(Section::HeaderFieldsNot(p, f)) => {
-            let part = part_numbers(p);
             let names = fields(f.as_ref());
-            let label = format!("{} ({})", with(&part, "HEADER.FIELDS.NOT"), names.join(" "));
-            (
-                message::Section {
-                    part,
-                    text: T::HeaderFieldsNot(names),
-                },
-                label,
-            )
+            let what = format!("HEADER.FIELDS.NOT ({})", names.join(" "));
+            (part_numbers(p), T::HeaderFieldsNot(names), what)
         }
-        Some(Section::Text(p)) => {
-            let part = part_numbers(p);
-            let label = with(&part, "TEXT");
-            (
-                message::Section {
-                    part,
-                    text: T::Text,
-                },
-                label,
-            )
-        }
-        Some(Section::Mime(p)) => {
-            let part: Vec<u32> = p.0.as_ref().iter().map(|n| n.get()).collect();
-            let label = with(&part, "MIME");
-            (
-                message::Section {
-                    part,
-                    text: T::Mime,
-                },
-                label,
-            )
-        }
-    }
+        Some(Section::Text(p)) => (part_numbers(p), T::Text, "TEXT".into()),
+        Some(Section::Mime(p)) => (whole(p), T::Mime, "MIME".into()),
+    };
+    let number = part
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
+    let label = match (number.is_empty(), what.is_empty()) {
+        (true, _) => what,
+        (false, true) => number,
+        (false, false) => format!("{number}.{what}"),
+    };
+    (message::Section { part, text }, label)
 }
 
 /// Applies `<origin.count>` to section data.

@@ -47,22 +47,13 @@ fn needs_content(k: &SearchKey<'_>) -> bool {
 struct Content {
     text: message::SearchText,
     sent: Option<i64>,
-    raw_header_len: usize,
 }
 
 impl Content {
     fn parse(raw: &[u8]) -> Content {
         let text = message::search_text(raw);
         let sent = message::sort_keys(raw).date;
-        let raw_header_len = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(raw.len());
-        Content {
-            text,
-            sent,
-            raw_header_len,
-        }
+        Content { text, sent }
     }
 
     fn header(&self, name: &str, needle: &str) -> bool {
@@ -154,10 +145,7 @@ impl Ctx<'_> {
             K::Body(s) => content(&|c| message::fold(&c.text.body).contains(&text(s))),
             K::Text(s) => {
                 let needle = text(s);
-                content(&|c| {
-                    c.raw_header_len > 0
-                        && (c.any_header(&needle) || message::fold(&c.text.body).contains(&needle))
-                })
+                content(&|c| c.any_header(&needle) || message::fold(&c.text.body).contains(&needle))
             }
         }
     }

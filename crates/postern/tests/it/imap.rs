@@ -111,6 +111,11 @@ async fn select_fetch_store_search_expunge() {
     assert!(r.has("SEARCH 2"), "{r:?}");
     let r = c.cmd("UID SEARCH BODY \"FIRST\"").await;
     assert!(r.has("SEARCH 1"), "{r:?}");
+    // TEXT looks at headers and body
+    let r = c.cmd("SEARCH TEXT \"second\"").await;
+    assert!(r.has("SEARCH 2"), "{r:?}");
+    let r = c.cmd("SEARCH TEXT kim@daum").await;
+    assert!(r.has("SEARCH 1 2"), "{r:?}");
     let r = c.cmd("STORE 2 +FLAGS (\\Deleted $Work)").await;
     assert!(r.has("2 FETCH (FLAGS (\\Deleted $Work))"), "{r:?}");
     let r = c.cmd("UID STORE 1 FLAGS.SILENT (\\Seen \\Flagged)").await;
