@@ -8,7 +8,7 @@
 /// Result of a finished DATA transfer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DataOutcome {
-    /// The unstuffed message; every line ends with CRLF.
+    /// The prefix, then the unstuffed message; every line ends with CRLF.
     Message(Vec<u8>),
     /// The content exceeded `max_size`; the end was still found but the content was dropped.
     TooLarge,
@@ -50,6 +50,8 @@ enum State {
 #[derive(Debug)]
 pub struct DataReceiver {
     max_size: usize,
+    /// Length of the caller's prefix at the start of `out`; not counted against `max_size`.
+    prefix_len: usize,
     out: Vec<u8>,
     state: State,
     too_large: bool,
@@ -59,9 +61,16 @@ pub struct DataReceiver {
 impl DataReceiver {
     /// A receiver that stores at most `max_size` bytes of (unstuffed) content.
     pub fn new(max_size: usize) -> Self {
+        Self::with_prefix(max_size, Vec::new())
+    }
+
+    /// A receiver whose message starts with `prefix` (a trace header, say), so that the content
+    /// is written after it once instead of being copied behind it later.
+    pub fn with_prefix(max_size: usize, prefix: Vec<u8>) -> Self {
         DataReceiver {
             max_size,
-            out: Vec::new(),
+            prefix_len: prefix.len(),
+            out: prefix,
             // RFC 5321 4.1.1.4: the beginning of the data counts as following a CRLF, so ".CRLF"
             // right after the 354 is an empty message.
             state: State::LineStart(Prefix::Clean),
@@ -83,10 +92,7 @@ impl DataReceiver {
             match self.state {
                 State::Done => return Some(0),
                 State::Text => {
-                    let run = input[i..]
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n')
-                        .unwrap_or(input.len() - i);
+                    let run = ordinary_run(&input[i..]);
                     if run > 0 {
                         self.emit(&input[i..i + run]);
                         i += run;
@@ -174,7 +180,7 @@ impl DataReceiver {
 
     /// Bytes of unstuffed content stored so far (never more than `max_size`).
     pub fn stored_len(&self) -> usize {
-        self.out.len()
+        self.out.len().saturating_sub(self.prefix_len)
     }
 
     /// True once the terminator has been seen.
@@ -206,14 +212,31 @@ impl DataReceiver {
         if self.too_large {
             return;
         }
-        if self.out.len() + bytes.len() > self.max_size {
+        if self.stored_len() + bytes.len() > self.max_size {
             // Stop storing but keep scanning for the end so the session stays in sync.
             self.too_large = true;
             self.out = Vec::new();
+            self.prefix_len = 0;
             return;
         }
         self.out.extend_from_slice(bytes);
     }
+}
+
+/// Length of the prefix of `input` (which starts inside a line) that needs no state change: text
+/// and whole `CRLF`s followed by an ordinary character. Scanning with memchr and emitting whole runs
+/// of lines at once is what keeps a 100 KiB body cheap; every CR or LF that could matter (a bare
+/// one, one at the end of the input, or one followed by ".", CR or LF) ends the run.
+fn ordinary_run(input: &[u8]) -> usize {
+    let mut j = 0;
+    while let Some(k) = memchr::memchr2(b'\r', b'\n', &input[j..]) {
+        let p = j + k;
+        match input.get(p..p + 3) {
+            Some([b'\r', b'\n', next]) if !matches!(next, b'.' | b'\r' | b'\n') => j = p + 2,
+            _ => return p,
+        }
+    }
+    input.len()
 }
 
 /// Client side: writes `message` for transmission after a 354 reply.
@@ -295,6 +318,35 @@ mod tests {
 
     fn msg(s: &[u8]) -> DataOutcome {
         DataOutcome::Message(s.to_vec())
+    }
+
+    #[test]
+    fn prefix_is_kept_and_not_counted_against_the_limit() {
+        let mut rx = DataReceiver::with_prefix(6, b"Received: x\r\n".to_vec());
+        assert_eq!(rx.feed(b"abcd\r\n.\r\n"), Some(9));
+        assert_eq!(rx.finish(), msg(b"Received: x\r\nabcd\r\n"));
+        let mut rx = DataReceiver::with_prefix(5, b"Received: x\r\n".to_vec());
+        assert_eq!(rx.feed(b"abcd\r\n.\r\n"), Some(9));
+        assert_eq!(rx.finish(), DataOutcome::TooLarge);
+    }
+
+    #[test]
+    fn long_bodies_split_anywhere() {
+        // Many ordinary lines plus the cases the fast path must stop at.
+        let (mut input, mut expected) = (Vec::new(), Vec::new());
+        for i in 0..200 {
+            let line = format!("line {i} of text\r\n");
+            input.extend_from_slice(line.as_bytes());
+            expected.extend_from_slice(line.as_bytes());
+            if i % 37 == 0 {
+                input.extend_from_slice(b"..dotted\r\n\r\nbare\nlf\rcr\r\n");
+                expected.extend_from_slice(b".dotted\r\n\r\nbare\r\nlf\rcr\r\n");
+            }
+        }
+        input.extend_from_slice(b".\r\n");
+        let (consumed, outcome) = run_all(usize::MAX, &input);
+        assert_eq!(consumed, Some(input.len()));
+        assert_eq!(outcome, DataOutcome::Message(expected));
     }
 
     #[test]

@@ -26,13 +26,21 @@ impl Deliverer {
                 Target::Remote(_) => {}
             }
         }
-        let local_data = if local.is_empty() {
-            Vec::new()
-        } else {
-            let mut v = Vec::with_capacity(message.len() + 64);
-            v.extend_from_slice(format!("Return-Path: <{}>\r\n", sender.unwrap_or("")).as_bytes());
-            v.extend_from_slice(&message);
-            v
+        let return_path = format!("Return-Path: <{}>\r\n", sender.unwrap_or(""));
+        let (local_data, remote_data) = match (local.is_empty(), remote.is_empty()) {
+            (true, _) => (Vec::new(), message),
+            // The common case: shift the bytes in place rather than copying a large body.
+            (false, true) => {
+                let mut v = message;
+                v.splice(0..0, return_path.bytes());
+                (v, Vec::new())
+            }
+            (false, false) => {
+                let mut v = Vec::with_capacity(message.len() + return_path.len());
+                v.extend_from_slice(return_path.as_bytes());
+                v.extend_from_slice(&message);
+                (v, message)
+            }
         };
         let received = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -42,11 +50,7 @@ impl Deliverer {
             sender: sender.map(str::to_string),
             local,
             local_data,
-            remote_data: if remote.is_empty() {
-                Vec::new()
-            } else {
-                message
-            },
+            remote_data,
             remote,
             received,
         };

@@ -39,22 +39,31 @@ impl Session {
         };
         self.reply(Reply::start_data());
         let max = self.srv.settings.max_message_size;
-        let mut receiver = DataReceiver::new(max);
+        let id = next_id();
+        // The trace header goes first, so the content is written once, behind it.
+        let header = self.received_header(&env, &id).into_bytes();
+        let header_len = header.len();
+        let mut receiver = DataReceiver::with_prefix(max, header);
         // Bytes pipelined after DATA belong to the message.
-        let mut pending = self.input.take_remaining();
-        loop {
-            if let Some(consumed) = receiver.feed(&pending) {
-                // Whatever follows the terminator is the next command.
-                self.input.push(&pending[consumed..]);
-                break;
+        let pending = self.input.take_remaining();
+        if let Some(consumed) = receiver.feed(&pending) {
+            self.input.push(&pending[consumed..]);
+        } else {
+            drop(pending);
+            loop {
+                let timeout = self.srv.settings.data_timeout;
+                let n = self.read_some(timeout, false).await?;
+                let chunk = self.received(n);
+                if let Some(consumed) = receiver.feed(chunk) {
+                    // Whatever follows the terminator is the next command.
+                    let rest = chunk[consumed..].to_vec();
+                    self.input.push(&rest);
+                    break;
+                }
             }
-            let timeout = self.srv.settings.data_timeout;
-            let n = self.read_some(timeout, false).await?;
-            pending.clear();
-            pending.extend_from_slice(self.received(n));
         }
         match receiver.finish() {
-            DataOutcome::Message(data) => self.accept(env, data).await,
+            DataOutcome::Message(message) => self.accept(env, message, header_len, id).await,
             DataOutcome::TooLarge => self.error_reply(Reply::too_large()),
             DataOutcome::BareLfDot => self.error_reply(Reply::bare_lf_dot()),
             _ => self.error_reply(Reply::new(554, "5.6.0", "Message rejected")),
@@ -109,20 +118,31 @@ impl Session {
         if env.chunks_too_large {
             return self.error_reply(Reply::too_large());
         }
-        let data = env.chunks.take().unwrap_or_default();
-        self.accept(env, data).await
+        let mut message = env.chunks.take().unwrap_or_default();
+        let id = next_id();
+        let header = self.received_header(&env, &id);
+        message.splice(0..0, header.bytes());
+        self.accept(env, message, header.len(), id).await
     }
 
-    /// Stamps and stores a complete message, then answers.
-    async fn accept(&mut self, env: Envelope, data: Vec<u8>) -> Result<(), End> {
-        let id = next_id();
-        let mut message = self.received_header(&env, &id).into_bytes();
+    /// Stores a complete message (`content_start` is where the content begins, after our trace
+    /// header), then answers.
+    async fn accept(
+        &mut self,
+        env: Envelope,
+        mut message: Vec<u8>,
+        content_start: usize,
+        id: String,
+    ) -> Result<(), End> {
         if self.srv.settings.role == Role::Submission {
             // RFC 6409 8: a submission server may add a missing Date and Message-ID.
-            add_missing_submission_headers(&mut message, &data, &id, &self.srv.settings.hostname);
+            let extra = missing_submission_headers(
+                &message[content_start..],
+                &id,
+                &self.srv.settings.hostname,
+            );
+            message.splice(content_start..content_start, extra);
         }
-        message.extend_from_slice(&data);
-        drop(data);
         let targets: Vec<Target> = env
             .rcpts
             .iter()
@@ -224,7 +244,8 @@ fn has_header(data: &[u8], name: &str) -> bool {
     false
 }
 
-fn add_missing_submission_headers(out: &mut Vec<u8>, data: &[u8], id: &str, host: &str) {
+fn missing_submission_headers(data: &[u8], id: &str, host: &str) -> Vec<u8> {
+    let mut out = Vec::new();
     if !has_header(data, "date") {
         let date = OffsetDateTime::now_utc()
             .format(&Rfc2822)
@@ -234,6 +255,7 @@ fn add_missing_submission_headers(out: &mut Vec<u8>, data: &[u8], id: &str, host
     if !has_header(data, "message-id") {
         out.extend_from_slice(format!("Message-ID: <{id}@{host}>\r\n").as_bytes());
     }
+    out
 }
 
 #[cfg(test)]

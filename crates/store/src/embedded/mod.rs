@@ -101,11 +101,25 @@ impl Embedded {
         })
         .await
         .map_err(|_| StoreError::Unavailable("read task failed"))?;
+        self.return_reader(conn);
+        result
+    }
+
+    /// Runs a lookup of a few rows by an indexed key on the caller's thread. Such a read takes
+    /// microseconds on cached pages, less than the two thread hand-offs of [`Self::read`] (which
+    /// were most of the cost of a RCPT command). Anything that scans belongs in [`Self::read`].
+    fn lookup<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.reader()?;
+        let result = f(&conn);
+        self.return_reader(conn);
+        result
+    }
+
+    fn return_reader(&self, conn: Connection) {
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
         }
-        result
     }
 }
 
@@ -204,11 +218,17 @@ fn unique_violation(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreE
 
 /// Inserts (or finds) a blob by its hash.
 fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
-    conn.execute(
-        "INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
-        params![hash, data.len() as i64, data],
-    )?;
-    Ok(conn.query_row("SELECT id FROM blobs WHERE hash = ?1", [hash], |r| r.get(0))?)
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
+        )?
+        .execute(params![hash, data.len() as i64, data])?;
+    if inserted == 1 {
+        return Ok(conn.last_insert_rowid());
+    }
+    Ok(conn
+        .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")?
+        .query_row([hash], |r| r.get(0))?)
 }
 
 /// Deletes blobs among `candidates` that nothing references any more.
@@ -322,12 +342,10 @@ impl Backend for Embedded {
     }
 
     async fn is_local_domain(&self, domain: &str) -> Result<bool> {
-        let domain = domain.to_string();
-        self.read(move |c| {
+        self.lookup(|c| {
             Ok(c.prepare_cached("SELECT 1 FROM domains WHERE name = ?1")?
                 .exists([domain])?)
         })
-        .await
     }
 
     async fn add_account(&self, address: &str, password_hash: &str) -> Result<AccountId> {
@@ -411,8 +429,7 @@ impl Backend for Embedded {
     }
 
     async fn credentials(&self, address: &str) -> Result<Option<Credentials>> {
-        let address = address.to_string();
-        self.read(move |c| {
+        self.lookup(|c| {
             Ok(c.prepare_cached(
                 "SELECT id, address, password_hash FROM accounts WHERE address = ?1",
             )?
@@ -425,7 +442,6 @@ impl Backend for Embedded {
             })
             .optional()?)
         })
-        .await
     }
 
     async fn add_alias(&self, source: &str, target: &str) -> Result<()> {
@@ -481,24 +497,22 @@ impl Backend for Embedded {
     }
 
     async fn lookup_address(&self, address: &str) -> Result<AddressLookup> {
-        let address = address.to_string();
-        self.read(move |c| {
+        self.lookup(|c| {
             let account = c
                 .prepare_cached("SELECT id FROM accounts WHERE address = ?1")?
-                .query_row([&address], |r| r.get(0))
+                .query_row([address], |r| r.get(0))
                 .optional()?
                 .map(AccountId);
             let mut stmt =
                 c.prepare_cached("SELECT target FROM aliases WHERE source = ?1 ORDER BY target")?;
             let alias_targets = stmt
-                .query_map([&address], |r| r.get(0))?
+                .query_map([address], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(AddressLookup {
                 account,
                 alias_targets,
             })
         })
-        .await
     }
 
     async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
@@ -556,9 +570,7 @@ impl Backend for Embedded {
     }
 
     async fn mailbox_by_name(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
-        let name = name.to_string();
-        self.read(move |c| mailboxes::by_name(c, account, &name))
-            .await
+        self.lookup(|c| mailboxes::by_name(c, account, name))
     }
 
     async fn account_usage(&self, account: AccountId) -> Result<u64> {
