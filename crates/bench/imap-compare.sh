@@ -31,6 +31,10 @@ MEM_CAP=${MEM_CAP:-6144}     # MiB: stop opening idle connections above this ser
 MODES=${MODES:-"select mix commands idle"}
 PORT=${PORT:-2243}           # Postern IMAP
 DPORT=1143                   # Dovecot IMAP (peers)
+# Timed after the SELECTs on the 100k mailbox (select mode), each SELECT_K times.
+QUERIES=(--then "UID SEARCH FROM user32@daum" --then "UID SEARCH SUBJECT notice"
+  --then "UID SORT (DATE) UTF-8 ALL" --then "UID SORT (SUBJECT) UTF-8 ALL"
+  --then "UID THREAD REFERENCES UTF-8 ALL" --then "UID SEARCH BODY zzzzqqq")
 out=${OUT:-$root/target/bench-imap-$(date +%Y%m%d-%H%M%S).jsonl}
 vhosts=/opt/mailpeers/vhosts/naver.test
 
@@ -94,6 +98,13 @@ if p and d and "p50_ms" in p and "p50_ms" in d:
     print(f"| select | {st} | first (cold) ms | {f(p['first_ms'], 2)} | {f(d['first_ms'], 2)} | | | |")
 elif p or d:
     print(f"| select | | error | {p} | {d} | | | |")
+for p in [r for r in rows if r.get("mode") == "query" and r.get("label") == "postern"]:
+    d = next((r for r in rows if r.get("mode") == "query" and r.get("label") == "dovecot"
+              and r.get("command") == p["command"]), None)
+    dp = d["p50_ms"] if d else None
+    met = "yes" if p["p50_ms"] < 1000 else "no"
+    print(f"| query | {p['exists']} msgs: `{p['command']}` | p50 ms | {f(p['p50_ms'], 1)} | {f(dp, 1)} | "
+          f"{ratio(p['p50_ms'], dp)} | < 1 s | {met} |")
 for mode in ("mix", "commands"):
     for c in sorted({r["concurrency"] for r in rows if r.get("mode") == mode}):
         p, d = get(mode, "postern", c), get(mode, "dovecot", c)
@@ -215,9 +226,9 @@ for mode in $MODES; do
   case $mode in
     select)
       postern_start
-      run postern "$pid" --addr "127.0.0.1:$PORT" --mode select -k "$SELECT_K" --user-first 100
+      run postern "$pid" --addr "127.0.0.1:$PORT" --mode select -k "$SELECT_K" --user-first 100 "${QUERIES[@]}"
       postern_stop
-      run dovecot "$dovecot" --addr "127.0.0.1:$DPORT" --mode select -k "$SELECT_K" --user-first 100
+      run dovecot "$dovecot" --addr "127.0.0.1:$DPORT" --mode select -k "$SELECT_K" --user-first 100 "${QUERIES[@]}"
       ;;
     mix|commands)
       for C in $CONC; do

@@ -18,7 +18,8 @@
 //!   `--server-pid` process trees, before and while holding them, per
 //!   connection. Then closes them all.
 //! * `select`: log in once and time `SELECT INBOX` (or `EXAMINE` with
-//!   `--examine`) `--iterations` times: first (cold), min, p50, p99.
+//!   `--examine`) `--iterations` times: first (cold), min, p50, p99; then
+//!   the same for each `--then` command (SEARCH, SORT, ... on that mailbox).
 //!
 //! Users: client `i` logs in as the `--user-template` with number
 //! `--user-first + i % --user-count`. Before `mix`/`commands` a warm-up logs
@@ -110,6 +111,11 @@ pub(crate) struct ImapArgs {
     /// Use EXAMINE instead of SELECT (select mode).
     #[arg(long)]
     examine: bool,
+
+    /// Select mode: after the SELECTs, time this command `--iterations` times too (repeatable;
+    /// e.g. `--then "UID SEARCH FROM kim"` or `--then "UID SORT (DATE) UTF-8 ALL"`).
+    #[arg(long = "then", value_name = "COMMAND")]
+    then: Vec<String>,
 
     /// Login name template; `{i:03}` is replaced by the user number.
     #[arg(long, default_value = "u{i:03}@naver.test")]
@@ -1443,7 +1449,9 @@ fn run_select(rt: &tokio::runtime::Runtime, args: ImapArgs) -> Result<i32> {
     let verb = if args.examine { "EXAMINE" } else { "SELECT" };
     let k = args.iterations.max(1);
     let hard = Duration::from_secs(if args.timeout > 0 { args.timeout } else { 600 });
-    let res: Result<(Vec<u32>, u32, f64), Fail> = rt.block_on(async {
+    // (command, its round-trip times in µs) for the SELECT and each --then command.
+    type Timings = Vec<(String, Vec<u32>)>;
+    let res: Result<(Timings, u32, f64), Fail> = rt.block_on(async {
         let work = async {
             let mut c = Conn::connect(&args.addr, io_t).await?;
             c.set_cmd(|b| {
@@ -1463,16 +1471,27 @@ fn run_select(rt: &tokio::runtime::Runtime, args: ImapArgs) -> Result<i32> {
                 times.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 exists = r.exists.unwrap_or(0);
             }
+            let mut all = vec![(format!("{verb} {}", args.mailbox), times)];
+            for cmd in &args.then {
+                let mut times = Vec::with_capacity(k);
+                for _ in 0..k {
+                    c.set_cmd(|b| b.extend_from_slice(cmd.as_bytes()));
+                    let t = Instant::now();
+                    c.run("query").await?;
+                    times.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
+                all.push((cmd.clone(), times));
+            }
             c.set_cmd(|b| b.extend_from_slice(b"LOGOUT"));
             let _ = c.run("LOGOUT").await;
-            Ok((times, exists, login_ms))
+            Ok((all, exists, login_ms))
         };
         match tokio::time::timeout(hard, work).await {
             Ok(r) => r,
             Err(_) => Err(e("TIMEOUT")),
         }
     });
-    let (times, exists, login_ms) = match res {
+    let (all, exists, login_ms) = match res {
         Ok(v) => v,
         Err(x) => {
             println!(
@@ -1491,36 +1510,40 @@ fn run_select(rt: &tokio::runtime::Runtime, args: ImapArgs) -> Result<i32> {
             return Ok(1);
         }
     };
-    let first = times[0] as f64 / 1000.0;
-    let mut warm: Vec<u32> = if times.len() > 1 {
-        times[1..].to_vec()
-    } else {
-        times.clone()
-    };
-    warm.sort_unstable();
-    let (min, p50, p99) = (
-        warm[0] as f64 / 1000.0,
-        percentile(&warm, 50.0),
-        percentile(&warm, 99.0),
-    );
-    println!(
-        "{}imap select {} user={user} {verb} {} x{k}: {exists} messages; LOGIN {login_ms:.1} ms; first {first:.2} ms; then min {min:.2} p50 {p50:.2} p99 {p99:.2} ms",
-        label_of(&args),
-        args.addr,
-        args.mailbox
-    );
-    if args.json {
-        println!(
-            "{{\"label\":{},\"mode\":\"select\",\"addr\":{},\"verb\":\"{verb}\",\"iterations\":{k},\"exists\":{exists},\
-\"login_ms\":{},\"first_ms\":{},\"min_ms\":{},\"p50_ms\":{},\"p99_ms\":{}}}",
-            json_str(&args.label),
-            json_str(&args.addr),
-            json_num(login_ms),
-            json_num(first),
-            json_num(min),
-            json_num(p50),
-            json_num(p99)
+    for (n, (command, times)) in all.iter().enumerate() {
+        let first = times[0] as f64 / 1000.0;
+        let mut warm: Vec<u32> = if times.len() > 1 {
+            times[1..].to_vec()
+        } else {
+            times.clone()
+        };
+        warm.sort_unstable();
+        let (min, p50, p99) = (
+            warm[0] as f64 / 1000.0,
+            percentile(&warm, 50.0),
+            percentile(&warm, 99.0),
         );
+        // The SELECT line keeps its original shape; each --then command gets a "query" line.
+        let mode = if n == 0 { "select" } else { "query" };
+        println!(
+            "{}imap {mode} {} user={user} {command} x{k}: {exists} messages; LOGIN {login_ms:.1} ms; first {first:.2} ms; then min {min:.2} p50 {p50:.2} p99 {p99:.2} ms",
+            label_of(&args),
+            args.addr,
+        );
+        if args.json {
+            println!(
+                "{{\"label\":{},\"mode\":\"{mode}\",\"addr\":{},\"verb\":\"{verb}\",\"command\":{},\"iterations\":{k},\"exists\":{exists},\
+\"login_ms\":{},\"first_ms\":{},\"min_ms\":{},\"p50_ms\":{},\"p99_ms\":{}}}",
+                json_str(&args.label),
+                json_str(&args.addr),
+                json_str(command),
+                json_num(login_ms),
+                json_num(first),
+                json_num(min),
+                json_num(p50),
+                json_num(p99)
+            );
+        }
     }
     Ok(0)
 }

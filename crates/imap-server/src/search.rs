@@ -1,7 +1,8 @@
 //! SEARCH (RFC 9051 6.4.4): evaluates search keys over the selected mailbox. Metadata keys
-//! (flags, sizes, dates, sequence sets, MODSEQ) use the view; text keys parse the message and
-//! match case-insensitive substrings of the decoded headers and body (any charset, via
-//! `message::search_text`).
+//! (flags, sizes, dates, sequence sets, MODSEQ) use the view. Text keys match case-insensitive
+//! substrings of the decoded headers and body (any charset): header keys and sent dates read
+//! the message summaries (crate `indexer`), BODY and TEXT parse every message in one store
+//! scan (`message::search_text`).
 
 use imap_codec::imap_types::search::SearchKey;
 use store::{Flags, MessageMeta};
@@ -24,71 +25,163 @@ fn date_day(d: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
         .div_euclid(DAY)
 }
 
-fn needs_content(k: &SearchKey<'_>) -> bool {
-    use SearchKey as K;
-    match k {
-        K::Bcc(_)
-        | K::Body(_)
-        | K::Cc(_)
-        | K::From(_)
-        | K::Header(..)
-        | K::Subject(_)
-        | K::Text(_)
-        | K::To(_) => true,
-        K::SentBefore(_) | K::SentOn(_) | K::SentSince(_) => true,
-        K::And(v) => v.as_ref().iter().any(needs_content),
-        K::Not(k) => needs_content(k),
-        K::Or(a, b) => needs_content(a) || needs_content(b),
-        _ => false,
+/// A key that needs the message's content. Probes are evaluated together by one store scan,
+/// which returns one bit per probe for each message.
+#[derive(Clone, Debug)]
+enum Probe {
+    /// A header field (lower-case name; `None`: any field) contains the folded needle.
+    Header(Option<String>, String),
+    /// The decoded body text contains the folded needle.
+    Body(String),
+    /// A header field or the body contains the folded needle.
+    Text(String),
+    /// The `Date` header's day is before, on, or on-or-after the given day.
+    SentBefore(i64),
+    SentOn(i64),
+    SentSince(i64),
+}
+
+impl Probe {
+    fn needs_body(&self) -> bool {
+        matches!(self, Probe::Body(_) | Probe::Text(_))
+    }
+
+    /// `headers` are (lower-case name, folded value); `body` is folded, when loaded.
+    fn test<'a>(
+        &self,
+        sent: Option<i64>,
+        headers: &[(&'a str, &'a str)],
+        body: Option<&str>,
+    ) -> bool {
+        let any_header = |needle: &str| headers.iter().any(|(_, v)| v.contains(needle));
+        match self {
+            // RFC 9051 6.4.4: an empty string matches every message that has the field.
+            Probe::Header(Some(name), needle) => headers
+                .iter()
+                .any(|(n, v)| n == name && v.contains(needle.as_str())),
+            Probe::Header(None, needle) => any_header(needle),
+            Probe::Body(needle) => body.is_some_and(|b| b.contains(needle.as_str())),
+            Probe::Text(needle) => {
+                any_header(needle) || body.is_some_and(|b| b.contains(needle.as_str()))
+            }
+            Probe::SentBefore(d) => sent.is_some_and(|s| day_of(s) < *d),
+            Probe::SentOn(d) => sent.is_some_and(|s| day_of(s) == *d),
+            Probe::SentSince(d) => sent.is_some_and(|s| day_of(s) >= *d),
+        }
     }
 }
 
-/// What a text key looks at, parsed once per message.
-struct Content {
-    text: message::SearchText,
+/// One bit per probe.
+fn probe_bits(
+    probes: &[Probe],
     sent: Option<i64>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> u64 {
+    probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.test(sent, headers, body))
+        .fold(0, |bits, (i, _)| bits | 1 << i)
 }
 
-impl Content {
-    fn parse(raw: &[u8]) -> Content {
-        let text = message::search_text(raw);
-        let sent = message::sort_keys(raw).date;
-        Content { text, sent }
+/// At most this many text keys in one SEARCH (one bit each in a scan result).
+const MAX_PROBES: usize = 64;
+
+/// What a SEARCH needs besides the view: the content probes and the resolved sequence sets,
+/// both in pre-order of the key tree, the order [`Eval`] consumes them in.
+#[derive(Default)]
+struct Plan {
+    probes: Vec<Probe>,
+    sets: Vec<Vec<usize>>,
+}
+
+impl Plan {
+    fn new(criteria: &[SearchKey<'_>], sel: &Selected) -> Plan {
+        let mut plan = Plan::default();
+        for k in criteria {
+            plan.add(k, sel);
+        }
+        plan
     }
 
-    fn header(&self, name: &str, needle: &str) -> bool {
-        let name = name.to_ascii_lowercase();
-        self.text
-            .headers
-            .iter()
-            .any(|(n, v)| *n == name && message::fold(v).contains(needle))
-    }
-
-    fn any_header(&self, needle: &str) -> bool {
-        self.text
-            .headers
-            .iter()
-            .any(|(_, v)| message::fold(v).contains(needle))
+    fn add(&mut self, k: &SearchKey<'_>, sel: &Selected) {
+        use SearchKey as K;
+        let text = |a: &dyn AsRef<[u8]>| message::fold(&String::from_utf8_lossy(a.as_ref()));
+        let header = |name: &str, a: &dyn AsRef<[u8]>| Probe::Header(Some(name.into()), text(a));
+        let probe = match k {
+            K::And(v) => {
+                v.as_ref().iter().for_each(|k| self.add(k, sel));
+                return;
+            }
+            K::Not(k) => return self.add(k, sel),
+            K::Or(a, b) => {
+                self.add(a, sel);
+                return self.add(b, sel);
+            }
+            K::SequenceSet(set) => return self.sets.push(sel.resolve(set, false)),
+            K::Uid(set) => return self.sets.push(sel.resolve(set, true)),
+            K::From(s) => header("from", s),
+            K::To(s) => header("to", s),
+            K::Cc(s) => header("cc", s),
+            K::Bcc(s) => header("bcc", s),
+            K::Subject(s) => header("subject", s),
+            K::Header(name, value) => Probe::Header(
+                Some(String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase()),
+                text(value),
+            ),
+            K::Body(s) => Probe::Body(text(s)),
+            K::Text(s) => Probe::Text(text(s)),
+            K::SentBefore(d) => Probe::SentBefore(date_day(d)),
+            K::SentOn(d) => Probe::SentOn(date_day(d)),
+            K::SentSince(d) => Probe::SentSince(date_day(d)),
+            _ => return,
+        };
+        self.probes.push(probe);
     }
 }
 
-struct Ctx<'a> {
-    sel: &'a Selected,
+/// Evaluates the key tree for one message. Every node is visited (no short-circuit), so the
+/// cursors into the plan stay in step with the pre-order in which [`Plan`] was built.
+struct Eval<'a> {
+    plan: &'a Plan,
+    probe: usize,
+    set: usize,
 }
 
-impl Ctx<'_> {
-    fn eval(&self, k: &SearchKey<'_>, idx: usize, m: &MessageMeta, c: Option<&Content>) -> bool {
+impl Eval<'_> {
+    fn eval(&mut self, k: &SearchKey<'_>, idx: usize, m: &MessageMeta, bits: u64) -> bool {
         use SearchKey as K;
         let has = |bit: u32| m.flags.system & bit != 0;
-        let text = |a: &dyn AsRef<[u8]>| message::fold(&String::from_utf8_lossy(a.as_ref()));
-        let content = |f: &dyn Fn(&Content) -> bool| c.is_some_and(f);
         match k {
-            K::And(v) => v.as_ref().iter().all(|k| self.eval(k, idx, m, c)),
-            K::Not(k) => !self.eval(k, idx, m, c),
-            K::Or(a, b) => self.eval(a, idx, m, c) || self.eval(b, idx, m, c),
+            K::And(v) => v
+                .as_ref()
+                .iter()
+                .fold(true, |all, k| self.eval(k, idx, m, bits) & all),
+            K::Not(k) => !self.eval(k, idx, m, bits),
+            K::Or(a, b) => {
+                let a = self.eval(a, idx, m, bits);
+                self.eval(b, idx, m, bits) | a
+            }
+            K::SequenceSet(_) | K::Uid(_) => {
+                self.set += 1;
+                self.plan.sets[self.set - 1].binary_search(&idx).is_ok()
+            }
+            K::From(_)
+            | K::To(_)
+            | K::Cc(_)
+            | K::Bcc(_)
+            | K::Subject(_)
+            | K::Header(..)
+            | K::Body(_)
+            | K::Text(_)
+            | K::SentBefore(_)
+            | K::SentOn(_)
+            | K::SentSince(_) => {
+                self.probe += 1;
+                bits >> (self.probe - 1) & 1 == 1
+            }
             K::All => true,
-            K::SequenceSet(set) => self.sel.resolve(set, false).binary_search(&idx).is_ok(),
-            K::Uid(set) => self.sel.resolve(set, true).binary_search(&idx).is_ok(),
             K::Answered => has(Flags::ANSWERED),
             K::Unanswered => !has(Flags::ANSWERED),
             K::Deleted => has(Flags::DELETED),
@@ -124,37 +217,61 @@ impl Ctx<'_> {
                 m.internal_date >= chrono::Utc::now().timestamp() - i64::from(secs.get())
             }
             K::ModSequence { modseq, .. } => m.modseq >= *modseq,
-            K::SentBefore(d) => content(&|c| c.sent.is_some_and(|s| day_of(s) < date_day(d))),
-            K::SentOn(d) => content(&|c| c.sent.is_some_and(|s| day_of(s) == date_day(d))),
-            K::SentSince(d) => content(&|c| c.sent.is_some_and(|s| day_of(s) >= date_day(d))),
-            K::From(s) => content(&|c| c.header("from", &text(s))),
-            K::To(s) => content(&|c| c.header("to", &text(s))),
-            K::Cc(s) => content(&|c| c.header("cc", &text(s))),
-            K::Bcc(s) => content(&|c| c.header("bcc", &text(s))),
-            K::Subject(s) => content(&|c| c.header("subject", &text(s))),
-            K::Header(name, value) => {
-                let name = String::from_utf8_lossy(name.as_ref()).into_owned();
-                let needle = text(value);
-                content(&|c| {
-                    // RFC 9051 6.4.4: an empty string matches every message with the field.
-                    c.text.headers.iter().any(|(n, v)| {
-                        n.eq_ignore_ascii_case(&name) && message::fold(v).contains(&needle)
-                    })
-                })
-            }
-            K::Body(s) => content(&|c| message::fold(&c.text.body).contains(&text(s))),
-            K::Text(s) => {
-                let needle = text(s);
-                content(&|c| c.any_header(&needle) || message::fold(&c.text.body).contains(&needle))
-            }
         }
     }
 }
 
+/// Runs the probes over every message of the mailbox in one store scan: over the summaries
+/// (header fields and sent dates, no parsing) unless a probe needs the body, then over the raw
+/// messages. Returns (UID, bits) in UID order, for messages with at least one bit set.
+async fn scan(
+    store: &store::Store,
+    mailbox: store::MailboxId,
+    probes: Vec<Probe>,
+) -> Result<Vec<(store::Uid, u64)>, store::StoreError> {
+    if probes.iter().any(Probe::needs_body) {
+        return store
+            .scan_messages(
+                mailbox,
+                Box::new(move |raw, _| {
+                    let text = message::search_text(raw);
+                    let sent = text
+                        .headers
+                        .iter()
+                        .find(|(n, _)| n == "date")
+                        .and_then(|(_, v)| message::sort::parse_date(v.as_bytes()));
+                    let folded: Vec<(&str, String)> = text
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), message::fold(v)))
+                        .collect();
+                    let headers: Vec<(&str, &str)> =
+                        folded.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    let body = message::fold(&text.body);
+                    probe_bits(&probes, sent, &headers, Some(&body))
+                }),
+            )
+            .await;
+    }
+    indexer::ensure(store, mailbox).await?;
+    store
+        .scan_summaries(
+            mailbox,
+            Box::new(move |keys, headers| {
+                let headers: Vec<(&str, &str)> = indexer::header_fields(headers).collect();
+                probe_bits(&probes, indexer::sent_date(keys), &headers, None)
+            }),
+        )
+        .await
+}
+
 impl Session {
-    /// Indexes (into the selected view) of the messages matching all `criteria`, with each
-    /// message's parsed content when `keep_content` (for SORT/THREAD).
-    pub(crate) async fn matching(&mut self, criteria: &[SearchKey<'_>]) -> Vec<usize> {
+    /// Indexes (into the selected view) of the messages matching all `criteria`; `Err` with
+    /// the text of a NO response when the search cannot be run.
+    pub(crate) async fn matching(
+        &mut self,
+        criteria: &[SearchKey<'_>],
+    ) -> Result<Vec<usize>, &'static str> {
         if criteria
             .iter()
             .any(|k| matches!(k, SearchKey::ModSequence { .. }))
@@ -162,29 +279,44 @@ impl Session {
             self.condstore = true;
         }
         let Some(sel) = self.selected.as_ref() else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let with_content = criteria.iter().any(needs_content);
+        let plan = Plan::new(criteria, sel);
+        if plan.probes.len() > MAX_PROBES {
+            return Err("[LIMIT] Too many text search keys");
+        }
+        let found = if plan.probes.is_empty() {
+            Vec::new()
+        } else {
+            scan(&self.srv.store, sel.id, plan.probes.clone())
+                .await
+                .map_err(|e| {
+                    tracing::error!("search scan: {e}");
+                    "[SERVERBUG] Search failed"
+                })?
+        };
+        let sel = self.selected.as_ref().expect("selected");
+        // Both lists are in UID order: walk them together.
+        let mut found = found.into_iter().peekable();
         let mut hits = Vec::new();
-        let store = self.srv.store.clone();
         for (idx, m) in sel.msgs.iter().enumerate() {
-            let content = if with_content {
-                match store.read_blob(m.blob).await {
-                    Ok(raw) => Some(Content::parse(&raw)),
-                    Err(_) => None,
-                }
-            } else {
-                None
+            while found.next_if(|(uid, _)| *uid < m.uid).is_some() {}
+            let bits = found
+                .next_if(|(uid, _)| *uid == m.uid)
+                .map_or(0, |(_, b)| b);
+            let mut eval = Eval {
+                plan: &plan,
+                probe: 0,
+                set: 0,
             };
-            let ctx = Ctx { sel };
             if criteria
                 .iter()
-                .all(|k| ctx.eval(k, idx, m, content.as_ref()))
+                .fold(true, |all, k| eval.eval(k, idx, m, bits) & all)
             {
                 hits.push(idx);
             }
         }
-        hits
+        Ok(hits)
     }
 
     pub(crate) async fn handle_search(
@@ -197,7 +329,10 @@ impl Session {
         if self.selected.is_none() {
             return self.bad(tag, "No mailbox selected");
         }
-        let hits = self.matching(criteria).await;
+        let hits = match self.matching(criteria).await {
+            Ok(hits) => hits,
+            Err(text) => return self.no(tag, text),
+        };
         let sel = self.selected.as_ref().expect("selected");
         let uids: Vec<u32> = hits.iter().map(|i| sel.msgs[*i].uid).collect();
         let ids: Vec<u32> = if uid {

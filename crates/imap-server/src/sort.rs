@@ -1,5 +1,6 @@
 //! SORT and THREAD (RFC 5256; DISPLAYFROM/DISPLAYTO from RFC 5957) over the messages a SEARCH
-//! matches. Keys come from `message::sort_keys`; ties fall back to sequence order.
+//! matches. Keys come from the message summaries (crate `indexer`); ties fall back to sequence
+//! order.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -50,30 +51,45 @@ fn compare(a: &Item, b: &Item, criteria: &[SortCriterion]) -> Ordering {
 }
 
 impl Session {
-    /// Matching messages with their sort keys.
-    async fn items(&mut self, criteria: &[SearchKey<'_>], uid: bool) -> Vec<Item> {
-        let hits = self.matching(criteria).await;
+    /// Matching messages with their sort keys (from the message summaries).
+    async fn items(
+        &mut self,
+        criteria: &[SearchKey<'_>],
+        uid: bool,
+    ) -> Result<Vec<Item>, &'static str> {
+        let hits = self.matching(criteria).await?;
         let Some(sel) = self.selected.as_ref() else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let store = self.srv.store.clone();
+        let store = &self.srv.store;
+        let keys = match indexer::ensure(store, sel.id).await {
+            Ok(_) => store.summary_keys(sel.id).await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| {
+            tracing::error!("sort keys: {e}");
+            "[SERVERBUG] Sorting failed"
+        })?;
+        // Both are in UID order: walk them together.
+        let mut keys = keys.into_iter().peekable();
         let mut items = Vec::with_capacity(hits.len());
         for idx in hits {
             let m = &sel.msgs[idx];
-            let keys = match store.read_blob(m.blob).await {
-                Ok(raw) => message::sort_keys(&raw),
-                Err(_) => continue,
-            };
-            let id = if uid { m.uid } else { idx as u32 + 1 };
+            while keys.next_if(|(u, _)| *u < m.uid).is_some() {}
+            let k = keys
+                .next_if(|(u, _)| *u == m.uid)
+                .and_then(|(_, k)| k)
+                .map(|k| indexer::decode_keys(&k))
+                .unwrap_or_default();
             items.push(Item {
                 idx,
-                id,
-                keys,
+                id: if uid { m.uid } else { idx as u32 + 1 },
+                keys: k,
                 internal_date: m.internal_date,
                 size: m.size,
             });
         }
-        items
+        Ok(items)
     }
 
     pub(crate) async fn handle_sort(
@@ -87,7 +103,10 @@ impl Session {
         if self.selected.is_none() {
             return self.bad(tag, "No mailbox selected");
         }
-        let mut items = self.items(search, uid).await;
+        let mut items = match self.items(search, uid).await {
+            Ok(items) => items,
+            Err(text) => return self.no(tag, text),
+        };
         items.sort_by(|a, b| compare(a, b, criteria));
         let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
         self.untagged(format!("SORT {}", ids.join(" ")).trim_end());
@@ -114,7 +133,10 @@ impl Session {
         if self.selected.is_none() {
             return self.bad(tag, "No mailbox selected");
         }
-        let items = self.items(search, uid).await;
+        let items = match self.items(search, uid).await {
+            Ok(items) => items,
+            Err(text) => return self.no(tag, text),
+        };
         let threads = match algorithm {
             ThreadingAlgorithm::OrderedSubject => ordered_subject(&items),
             ThreadingAlgorithm::References => references(&items),

@@ -74,6 +74,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let deliverer = Deliverer::new(store.clone(), config.limits.mailbox_quota);
     let (trigger, shutdown) = ShutdownTrigger::new();
     let tracker = TaskTracker::new();
+    // Message summaries for SEARCH and SORT, made in the background as mail arrives.
+    let mut stop = shutdown.clone();
+    tracker.spawn(indexer::run(
+        store.clone(),
+        async move { stop.wait().await },
+    ));
     let l = &config.limits;
     let conn_limits = ConnLimits {
         max_connections: l.max_connections,

@@ -127,6 +127,25 @@ pub trait Backend: Send + Sync {
     /// Appends messages to a mailbox in one durable transaction; returns their UIDs.
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>>;
 
+    // ---- summaries (made by the indexer, read by SEARCH and SORT)
+    /// Summarises up to `limit` blobs that have no summary yet (those of `mailbox`, or the
+    /// newest of any) with `summarize`, on a blocking thread, and stores the results. Returns
+    /// how many were summarised: 0 when nothing is left.
+    async fn summarize_pending(
+        &self,
+        mailbox: Option<MailboxId>,
+        limit: usize,
+        summarize: for<'a> fn(&'a [u8]) -> SummaryData,
+    ) -> Result<usize>;
+    /// The summary keys of every message of a mailbox, in UID order (`None`: not summarised).
+    async fn summary_keys(&self, mailbox: MailboxId) -> Result<Vec<(Uid, Option<Vec<u8>>)>>;
+    /// Runs `test(keys, headers)` on the summary of every message of a mailbox; returns the
+    /// non-zero results in UID order. Messages not summarised yet are skipped.
+    async fn scan_summaries(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>>;
+    /// Runs `test(raw, &[])` on the bytes of every message of a mailbox; returns the non-zero
+    /// results in UID order. For keys no summary serves: one pass, split over the CPU cores.
+    async fn scan_messages(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>>;
+
     // ---- delivery and queue
     /// Durably stores one accepted message: a copy into the INBOX of each local account and,
     /// if there are remote recipients, one queue entry. All or nothing.

@@ -343,3 +343,18 @@ pub struct MailboxStatus {
     /// Messages with `\Deleted`.
     pub deleted: u32,
 }
+
+/// The stored summary of a blob (see the `indexer` crate, which alone knows the encoding):
+/// sort/thread keys and decoded header fields, so SEARCH and SORT need not re-parse messages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SummaryData {
+    /// Encoded sort and thread keys (small).
+    pub keys: Vec<u8>,
+    /// Encoded header fields.
+    pub headers: Vec<u8>,
+}
+
+/// A per-message test run by the store's scans on blocking threads (several at once for raw
+/// messages): it gets the message's bytes (summary keys and headers, or the raw message) and
+/// returns one bit per search key.
+pub type ScanTest = Box<dyn Fn(&[u8], &[u8]) -> u64 + Send + Sync>;

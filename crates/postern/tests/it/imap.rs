@@ -116,6 +116,20 @@ async fn select_fetch_store_search_expunge() {
     assert!(r.has("SEARCH 2"), "{r:?}");
     let r = c.cmd("SEARCH TEXT kim@daum").await;
     assert!(r.has("SEARCH 1 2"), "{r:?}");
+    // Text keys, sets and flags combined under OR/NOT, with and without a body key.
+    for (query, expected) in [
+        ("OR 2 SUBJECT one", "SEARCH 1 2"),
+        ("NOT SUBJECT one 1:2", "SEARCH 2"),
+        ("UID 2 OR SUBJECT nothing FROM kim", "SEARCH 2"),
+        ("HEADER Subject \"\"", "SEARCH 1 2"),
+        ("OR BODY first SUBJECT two", "SEARCH 1 2"),
+        ("NOT OR 1 SUBJECT two", "SEARCH"),
+        ("SEEN NOT BODY second", "SEARCH 1"),
+        ("SENTON 22-Nov-2026 SUBJECT two", "SEARCH 2"),
+    ] {
+        let r = c.cmd(&format!("SEARCH {query}")).await;
+        assert!(r.ok() && r.untagged == [expected], "{query}: {r:?}");
+    }
     let r = c.cmd("STORE 2 +FLAGS (\\Deleted $Work)").await;
     assert!(r.has("2 FETCH (FLAGS (\\Deleted $Work))"), "{r:?}");
     let r = c.cmd("UID STORE 1 FLAGS.SILENT (\\Seen \\Flagged)").await;

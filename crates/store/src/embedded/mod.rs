@@ -231,6 +231,35 @@ fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
         .query_row([hash], |r| r.get(0))?)
 }
 
+/// Runs `test` on the two byte columns of each row of `sql` (uid, a, b); keeps non-zero results.
+/// The bytes are borrowed from SQLite, never copied.
+fn scan(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    test: &ScanTest,
+) -> Result<Vec<(Uid, u64)>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let bytes = |i: usize| -> rusqlite::Result<&[u8]> {
+            r.get_ref(i)?.as_blob().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    r.get_ref_unwrap(i).data_type(),
+                    Box::new(e),
+                )
+            })
+        };
+        let bits = test(bytes(1)?, bytes(2)?);
+        if bits != 0 {
+            out.push((r.get(0)?, bits));
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes blobs among `candidates` that nothing references any more.
 fn collect_blobs(conn: &Connection, candidates: &[i64]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
@@ -690,6 +719,151 @@ impl Backend for Embedded {
             .await?;
         self.notifier.bump(&[mailbox]);
         Ok(uids)
+    }
+
+    async fn summarize_pending(
+        &self,
+        mailbox: Option<MailboxId>,
+        limit: usize,
+        summarize: for<'a> fn(&'a [u8]) -> SummaryData,
+    ) -> Result<usize> {
+        let summaries = self
+            .read(move |c| {
+                let limit = limit as i64;
+                let mut out = Vec::new();
+                let mut push = |r: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
+                    let id = r.get::<_, i64>(0)?;
+                    let summary = summarize(r.get_ref(1)?.as_bytes().unwrap_or_default());
+                    out.push((id, summary));
+                    Ok(())
+                };
+                match mailbox {
+                    Some(m) => {
+                        let mut stmt = c.prepare_cached(
+                            "SELECT b.id, b.data FROM blobs b WHERE b.id IN
+                               (SELECT m.blob_id FROM messages m JOIN summary_todo t ON t.blob_id = m.blob_id
+                                WHERE m.mailbox_id = ?1) LIMIT ?2",
+                        )?;
+                        let mut rows = stmt.query(params![m.0, limit])?;
+                        while let Some(r) = rows.next()? {
+                            push(r)?;
+                        }
+                    }
+                    // Newest first: recent mail is what people search for.
+                    None => {
+                        let mut stmt = c.prepare_cached(
+                            "SELECT b.id, b.data FROM summary_todo t JOIN blobs b ON b.id = t.blob_id
+                             ORDER BY t.blob_id DESC LIMIT ?1",
+                        )?;
+                        let mut rows = stmt.query([limit])?;
+                        while let Some(r) = rows.next()? {
+                            push(r)?;
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let n = summaries.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        self.writer
+            .write(move |c| {
+                // A blob deleted meanwhile took its todo row with it; its summary is not kept.
+                let mut put = c.prepare_cached(
+                    "INSERT OR REPLACE INTO summaries (blob_id, keys, headers)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
+                )?;
+                let mut done = c.prepare_cached("DELETE FROM summary_todo WHERE blob_id = ?1")?;
+                for (blob, s) in &summaries {
+                    put.execute(params![blob, s.keys, s.headers])?;
+                    done.execute([blob])?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(n)
+    }
+
+    async fn summary_keys(&self, mailbox: MailboxId) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.uid, s.keys FROM messages m LEFT JOIN summaries s ON s.blob_id = m.blob_id
+                 WHERE m.mailbox_id = ?1 ORDER BY m.uid",
+            )?;
+            let rows = stmt.query_map([mailbox.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn scan_summaries(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>> {
+        self.read(move |c| {
+            scan(
+                c,
+                "SELECT m.uid, s.keys, s.headers FROM messages m JOIN summaries s ON s.blob_id = m.blob_id
+                 WHERE m.mailbox_id = ?1 ORDER BY m.uid",
+                params![mailbox.0],
+                &test,
+            )
+        })
+        .await
+    }
+
+    async fn scan_messages(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>> {
+        // Parsing every message is CPU-bound: one reader per core, each taking the UIDs of
+        // one residue class.
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let conns = (0..parts)
+            .map(|_| self.reader())
+            .collect::<Result<Vec<_>>>()?;
+        let (conns, result) = tokio::task::spawn_blocking(move || {
+            let test = &test;
+            let done: Vec<(Connection, Result<Vec<(Uid, u64)>>)> = std::thread::scope(|s| {
+                let threads: Vec<_> = conns
+                    .into_iter()
+                    .enumerate()
+                    .map(|(part, c)| {
+                        s.spawn(move || {
+                            let r = scan(
+                                &c,
+                                "SELECT m.uid, b.data, x'' FROM messages m JOIN blobs b ON b.id = m.blob_id
+                                 WHERE m.mailbox_id = ?1 AND m.uid % ?2 = ?3 ORDER BY m.uid",
+                                params![mailbox.0, parts as i64, part as i64],
+                                test,
+                            );
+                            (c, r)
+                        })
+                    })
+                    .collect();
+                threads.into_iter().filter_map(|t| t.join().ok()).collect()
+            });
+            let complete = done.len() == parts;
+            let mut hits = Vec::new();
+            let mut conns = Vec::new();
+            let mut err = None;
+            for (c, r) in done {
+                conns.push(c);
+                match r {
+                    Ok(h) => hits.extend(h),
+                    Err(e) => err = Some(e),
+                }
+            }
+            hits.sort_unstable_by_key(|(uid, _)| *uid);
+            let result = match (err, complete) {
+                (Some(e), _) => Err(e),
+                (None, false) => Err(StoreError::Unavailable("scan thread failed")),
+                (None, true) => Ok(hits),
+            };
+            (conns, result)
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("scan task failed"))?;
+        for c in conns {
+            self.return_reader(c);
+        }
+        result
     }
 
     async fn deliver(&self, d: Delivery) -> Result<DeliveryReceipt> {

@@ -94,6 +94,25 @@ CREATE TABLE subscriptions (
 );
 INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
 "#,
+    r#"
+-- Per blob, what SEARCH and SORT need (made by the `indexer` crate; opaque bytes here):
+-- sort/thread keys and the decoded header fields. Blobs still to summarise are listed in
+-- summary_todo, kept by triggers so the indexer never scans the blobs table.
+CREATE TABLE summaries (
+    blob_id INTEGER PRIMARY KEY,
+    keys BLOB NOT NULL,
+    headers BLOB NOT NULL
+);
+CREATE TABLE summary_todo (blob_id INTEGER PRIMARY KEY);
+INSERT INTO summary_todo (blob_id) SELECT id FROM blobs;
+CREATE TRIGGER blob_added AFTER INSERT ON blobs BEGIN
+    INSERT INTO summary_todo (blob_id) VALUES (new.id);
+END;
+CREATE TRIGGER blob_removed AFTER DELETE ON blobs BEGIN
+    DELETE FROM summaries WHERE blob_id = old.id;
+    DELETE FROM summary_todo WHERE blob_id = old.id;
+END;
+"#,
 ];
 
 /// Brings the schema up to date; safe to run from several processes (it takes the write lock).

@@ -1,0 +1,186 @@
+//! Message summaries: what SEARCH and SORT need of a message (sort/thread keys and the decoded,
+//! case-folded header fields), extracted once per stored blob so that a SEARCH FROM or a SORT
+//! over 100,000 messages reads small rows instead of parsing every message.
+//!
+//! The store keeps summaries as opaque bytes ([`store::SummaryData`]); this crate alone knows
+//! their encoding ([`summarize`] writes it, [`Summary::decode`] reads it). A background task
+//! ([`run`]) summarises new blobs shortly after they arrive; [`ensure`] summarises whatever a
+//! mailbox still lacks before a SEARCH or SORT relies on the summaries.
+
+use std::future::Future;
+use std::time::Duration;
+
+use store::{MailboxId, Store, StoreError, SummaryData};
+
+/// Blobs summarised per store round trip.
+const BATCH: usize = 256;
+/// How often the background task looks for new blobs when it has nothing to do.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Field separator of the encoding. Decoded text never contains NUL ([`clean`] removes it).
+const SEP: u8 = 0;
+
+/// A decoded summary.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Sort and thread keys (RFC 5256), as [`message::sort_keys`] computes them.
+    pub keys: message::SortKeys,
+    /// Top-level header fields in order: lower-case name and decoded, case-folded value.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Computes the stored summary of a raw message.
+pub fn summarize(raw: &[u8]) -> SummaryData {
+    let keys = message::sort_keys(raw);
+    let headers = message::search_headers(raw)
+        .into_iter()
+        .map(|(name, value)| (name, message::fold(&value)))
+        .collect::<Vec<_>>();
+    SummaryData {
+        keys: encode_keys(&keys),
+        headers: encode_fields(headers.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()])),
+    }
+}
+
+impl Summary {
+    /// Decodes stored keys and header bytes (either may be empty: then only the other part is
+    /// filled). Malformed bytes give default values, never a panic.
+    pub fn decode(keys: &[u8], headers: &[u8]) -> Summary {
+        Summary {
+            keys: decode_keys(keys),
+            headers: header_fields(headers)
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// The header fields of stored summary bytes as (name, folded value), without allocating: the
+/// form a SEARCH scan over 100,000 summaries wants.
+pub fn header_fields(bytes: &[u8]) -> impl Iterator<Item = (&str, &str)> + '_ {
+    let mut f = bytes
+        .split(|b| *b == SEP)
+        .filter(move |_| !bytes.is_empty())
+        .map(|f| std::str::from_utf8(f).unwrap_or(""));
+    std::iter::from_fn(move || Some((f.next()?, f.next()?)))
+}
+
+/// The sent date (the `Date` header, Unix seconds) of stored summary keys.
+pub fn sent_date(keys: &[u8]) -> Option<i64> {
+    let end = first_field_end(keys);
+    std::str::from_utf8(&keys[..end]).ok()?.parse().ok()
+}
+
+fn first_field_end(bytes: &[u8]) -> usize {
+    bytes.iter().position(|b| *b == SEP).unwrap_or(bytes.len())
+}
+
+/// The keys alone (what SORT and THREAD read).
+pub fn decode_keys(bytes: &[u8]) -> message::SortKeys {
+    let mut f = fields(bytes);
+    let mut next = || f.next().unwrap_or_default();
+    let date = next().parse().ok();
+    let subject = next();
+    let from = next();
+    let to = next();
+    let cc = next();
+    let display_from = next();
+    let display_to = next();
+    let message_id = Some(next()).filter(|s| !s.is_empty());
+    let references = next()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let subject_is_reply = next() == "1";
+    message::SortKeys {
+        date,
+        subject,
+        from,
+        to,
+        cc,
+        display_from,
+        display_to,
+        message_id,
+        references,
+        subject_is_reply,
+    }
+}
+
+fn encode_keys(k: &message::SortKeys) -> Vec<u8> {
+    let date = k.date.map(|d| d.to_string()).unwrap_or_default();
+    let refs = k.references.join(" ");
+    encode_fields([
+        date.as_str(),
+        &k.subject,
+        &k.from,
+        &k.to,
+        &k.cc,
+        &k.display_from,
+        &k.display_to,
+        k.message_id.as_deref().unwrap_or(""),
+        &refs,
+        if k.subject_is_reply { "1" } else { "0" },
+    ])
+}
+
+fn encode_fields<'a>(fields: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, f) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(SEP);
+        }
+        out.extend(f.bytes().map(clean));
+    }
+    out
+}
+
+/// NUL would end a field early; a NUL in a decoded header (from `=00` in an encoded word)
+/// carries no searchable meaning, so it becomes a space.
+fn clean(b: u8) -> u8 {
+    if b == SEP { b' ' } else { b }
+}
+
+fn fields(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
+    bytes
+        .split(|b| *b == SEP)
+        .filter(move |_| !bytes.is_empty())
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+}
+
+/// Summarises every message of `mailbox` that has no summary yet; returns how many.
+pub async fn ensure(store: &Store, mailbox: MailboxId) -> Result<usize, StoreError> {
+    let mut done = 0;
+    loop {
+        match store
+            .summarize_pending(Some(mailbox), BATCH, summarize)
+            .await?
+        {
+            0 => return Ok(done),
+            n => done += n,
+        }
+    }
+}
+
+/// Summarises new blobs in the background until `stop` completes: in batches while there is a
+/// backlog (newest first), polling every half second when there is none.
+pub async fn run(store: Store, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let wait = match store.summarize_pending(None, BATCH, summarize).await {
+            Ok(0) => IDLE_POLL,
+            Ok(_) => Duration::ZERO,
+            Err(e) => {
+                tracing::warn!("summarising messages: {e}");
+                IDLE_POLL
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
