@@ -231,6 +231,35 @@ fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
         .query_row([hash], |r| r.get(0))?)
 }
 
+/// The start of a stored message up to and including its blank line (all of it when there is
+/// none), read incrementally: summarising a 20 MiB message reads its header, not its body.
+fn header_part(conn: &Connection, blob: i64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = conn.blob_open(rusqlite::MAIN_DB, "blobs", "data", blob, true)?;
+    let mut buf = Vec::new();
+    let mut chunk = 16 * 1024;
+    loop {
+        let start = buf.len();
+        buf.resize(start + chunk, 0);
+        let n = data
+            .read(&mut buf[start..])
+            .map_err(|source| StoreError::Io {
+                path: format!("blob {blob}"),
+                source,
+            })?;
+        buf.truncate(start + n);
+        // Look again from a little before the new bytes: the blank line may straddle them.
+        let from = start.saturating_sub(3);
+        if n == 0
+            || memchr::memmem::find(&buf[from..], b"\r\n\r\n").is_some()
+            || memchr::memmem::find(&buf[from..], b"\n\n").is_some()
+        {
+            return Ok(buf);
+        }
+        chunk = (chunk * 2).min(1 << 20);
+    }
+}
+
 /// Runs `test` on the two byte columns of each row of `sql` (uid, a, b); keeps non-zero results.
 /// The bytes are borrowed from SQLite, never copied.
 fn scan(
@@ -730,36 +759,25 @@ impl Backend for Embedded {
         let summaries = self
             .read(move |c| {
                 let limit = limit as i64;
-                let mut out = Vec::new();
-                let mut push = |r: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
-                    let id = r.get::<_, i64>(0)?;
-                    let summary = summarize(r.get_ref(1)?.as_bytes().unwrap_or_default());
-                    out.push((id, summary));
-                    Ok(())
-                };
-                match mailbox {
-                    Some(m) => {
-                        let mut stmt = c.prepare_cached(
-                            "SELECT b.id, b.data FROM blobs b WHERE b.id IN
-                               (SELECT m.blob_id FROM messages m JOIN summary_todo t ON t.blob_id = m.blob_id
-                                WHERE m.mailbox_id = ?1) LIMIT ?2",
-                        )?;
-                        let mut rows = stmt.query(params![m.0, limit])?;
-                        while let Some(r) = rows.next()? {
-                            push(r)?;
-                        }
-                    }
+                let ids = match mailbox {
+                    Some(m) => c
+                        .prepare_cached(
+                            "SELECT DISTINCT m.blob_id FROM messages m JOIN summary_todo t ON t.blob_id = m.blob_id
+                             WHERE m.mailbox_id = ?1 LIMIT ?2",
+                        )?
+                        .query_map(params![m.0, limit], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<i64>>>()?,
                     // Newest first: recent mail is what people search for.
-                    None => {
-                        let mut stmt = c.prepare_cached(
-                            "SELECT b.id, b.data FROM summary_todo t JOIN blobs b ON b.id = t.blob_id
-                             ORDER BY t.blob_id DESC LIMIT ?1",
-                        )?;
-                        let mut rows = stmt.query([limit])?;
-                        while let Some(r) = rows.next()? {
-                            push(r)?;
-                        }
-                    }
+                    None => c
+                        .prepare_cached(
+                            "SELECT blob_id FROM summary_todo ORDER BY blob_id DESC LIMIT ?1",
+                        )?
+                        .query_map([limit], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<i64>>>()?,
+                };
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    out.push((id, summarize(&header_part(c, id)?)));
                 }
                 Ok(out)
             })

@@ -396,3 +396,32 @@ async fn copy_move_rename_delete_subscribe() {
         .unwrap();
     assert_eq!(su.special_use.as_deref(), Some("\\Junk"));
 }
+
+#[test]
+fn header_part_reads_the_header_not_the_body() {
+    let c = Connection::open_in_memory().unwrap();
+    c.execute_batch("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+        .unwrap();
+    let long_header = format!("Subject: {}\r\n\r\nbody", "x".repeat(40_000));
+    let cases: Vec<(Vec<u8>, usize)> = vec![
+        // A small header and a 1 MiB body: one 16 KiB read.
+        (
+            [b"Subject: a\r\n\r\n".as_slice(), &vec![b'b'; 1 << 20]].concat(),
+            16 * 1024,
+        ),
+        // A header longer than the first read: read on until the blank line.
+        (long_header.clone().into_bytes(), long_header.len()),
+        // Bare LF line ends.
+        (b"Subject: a\n\nbody".to_vec(), 16),
+        // No blank line at all: the whole message.
+        (b"Subject: a\r\n".to_vec(), 12),
+        (Vec::new(), 0),
+    ];
+    for (i, (data, expected_len)) in cases.into_iter().enumerate() {
+        c.execute("INSERT INTO blobs (id, data) VALUES (?1, ?2)", params![i as i64, data])
+            .unwrap();
+        let part = header_part(&c, i as i64).unwrap();
+        assert_eq!(part.len(), expected_len, "case {i}");
+        assert_eq!(part, data[..expected_len], "case {i}");
+    }
+}
