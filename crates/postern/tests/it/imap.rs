@@ -130,6 +130,11 @@ async fn select_fetch_store_search_expunge() {
         let r = c.cmd(&format!("SEARCH {query}")).await;
         assert!(r.ok() && r.untagged == [expected], "{query}: {r:?}");
     }
+    // One scan answers at most 64 text keys at once.
+    let many = |n: usize| vec!["SUBJECT x"; n].join(" ");
+    assert!(c.cmd(&format!("SEARCH {}", many(64))).await.ok());
+    let r = c.cmd(&format!("SEARCH {}", many(65))).await;
+    assert!(r.status.starts_with("NO [LIMIT]"), "{r:?}");
     let r = c.cmd("STORE 2 +FLAGS (\\Deleted $Work)").await;
     assert!(r.has("2 FETCH (FLAGS (\\Deleted $Work))"), "{r:?}");
     let r = c.cmd("UID STORE 1 FLAGS.SILENT (\\Seen \\Flagged)").await;

@@ -762,8 +762,13 @@ impl Backend for Embedded {
                 let ids = match mailbox {
                     Some(m) => c
                         .prepare_cached(
-                            "SELECT DISTINCT m.blob_id FROM messages m JOIN summary_todo t ON t.blob_id = m.blob_id
-                             WHERE m.mailbox_id = ?1 LIMIT ?2",
+                            // Driven by the to-do list (empty once the background task has
+                            // caught up), never by the mailbox's messages: SEARCH asks this
+                            // every time.
+                            "SELECT t.blob_id FROM summary_todo t WHERE EXISTS
+                               (SELECT 1 FROM messages m INDEXED BY messages_blob
+                                WHERE m.blob_id = t.blob_id AND m.mailbox_id = ?1)
+                             LIMIT ?2",
                         )?
                         .query_map(params![m.0, limit], |r| r.get(0))?
                         .collect::<rusqlite::Result<Vec<i64>>>()?,

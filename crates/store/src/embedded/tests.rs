@@ -418,8 +418,11 @@ fn header_part_reads_the_header_not_the_body() {
         (Vec::new(), 0),
     ];
     for (i, (data, expected_len)) in cases.into_iter().enumerate() {
-        c.execute("INSERT INTO blobs (id, data) VALUES (?1, ?2)", params![i as i64, data])
-            .unwrap();
+        c.execute(
+            "INSERT INTO blobs (id, data) VALUES (?1, ?2)",
+            params![i as i64, data],
+        )
+        .unwrap();
         let part = header_part(&c, i as i64).unwrap();
         assert_eq!(part.len(), expected_len, "case {i}");
         assert_eq!(part, data[..expected_len], "case {i}");
