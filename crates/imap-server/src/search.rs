@@ -27,10 +27,10 @@ fn date_day(d: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
 
 /// A key that needs the message's content. Probes are evaluated together by one store scan,
 /// which returns one bit per probe for each message.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Probe {
-    /// A header field (lower-case name; `None`: any field) contains the folded needle.
-    Header(Option<String>, String),
+    /// A header field (lower-case name) contains the folded needle.
+    Header(String, String),
     /// The decoded body text contains the folded needle.
     Body(String),
     /// A header field or the body contains the folded needle.
@@ -47,22 +47,16 @@ impl Probe {
     }
 
     /// `headers` are (lower-case name, folded value); `body` is folded, when loaded.
-    fn test<'a>(
-        &self,
-        sent: Option<i64>,
-        headers: &[(&'a str, &'a str)],
-        body: Option<&str>,
-    ) -> bool {
-        let any_header = |needle: &str| headers.iter().any(|(_, v)| v.contains(needle));
+    fn test(&self, sent: Option<i64>, headers: &[(&str, &str)], body: Option<&str>) -> bool {
+        let in_body = |needle: &str| body.is_some_and(|b| b.contains(needle));
         match self {
             // RFC 9051 6.4.4: an empty string matches every message that has the field.
-            Probe::Header(Some(name), needle) => headers
+            Probe::Header(name, needle) => headers
                 .iter()
                 .any(|(n, v)| n == name && v.contains(needle.as_str())),
-            Probe::Header(None, needle) => any_header(needle),
-            Probe::Body(needle) => body.is_some_and(|b| b.contains(needle.as_str())),
+            Probe::Body(needle) => in_body(needle),
             Probe::Text(needle) => {
-                any_header(needle) || body.is_some_and(|b| b.contains(needle.as_str()))
+                headers.iter().any(|(_, v)| v.contains(needle.as_str())) || in_body(needle)
             }
             Probe::SentBefore(d) => sent.is_some_and(|s| day_of(s) < *d),
             Probe::SentOn(d) => sent.is_some_and(|s| day_of(s) == *d),
@@ -108,7 +102,7 @@ impl Plan {
     fn add(&mut self, k: &SearchKey<'_>, sel: &Selected) {
         use SearchKey as K;
         let text = |a: &dyn AsRef<[u8]>| message::fold(&String::from_utf8_lossy(a.as_ref()));
-        let header = |name: &str, a: &dyn AsRef<[u8]>| Probe::Header(Some(name.into()), text(a));
+        let header = |name: &str, a: &dyn AsRef<[u8]>| Probe::Header(name.into(), text(a));
         let probe = match k {
             K::And(v) => {
                 v.as_ref().iter().for_each(|k| self.add(k, sel));
@@ -127,7 +121,7 @@ impl Plan {
             K::Bcc(s) => header("bcc", s),
             K::Subject(s) => header("subject", s),
             K::Header(name, value) => Probe::Header(
-                Some(String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase()),
+                String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase(),
                 text(value),
             ),
             K::Body(s) => Probe::Body(text(s)),
@@ -281,14 +275,15 @@ impl Session {
         let Some(sel) = self.selected.as_ref() else {
             return Ok(Vec::new());
         };
-        let plan = Plan::new(criteria, sel);
+        let mut plan = Plan::new(criteria, sel);
         if plan.probes.len() > MAX_PROBES {
             return Err("[LIMIT] Too many text search keys");
         }
         let found = if plan.probes.is_empty() {
             Vec::new()
         } else {
-            scan(&self.srv.store, sel.id, plan.probes.clone())
+            // The scan owns the probes; evaluation needs only their positions.
+            scan(&self.srv.store, sel.id, std::mem::take(&mut plan.probes))
                 .await
                 .map_err(|e| {
                     tracing::error!("search scan: {e}");

@@ -3,7 +3,8 @@
 //! over 100,000 messages reads small rows instead of parsing every message.
 //!
 //! The store keeps summaries as opaque bytes ([`store::SummaryData`]); this crate alone knows
-//! their encoding ([`summarize`] writes it, [`Summary::decode`] reads it). A background task
+//! their encoding ([`summarize`] writes it; [`decode_keys`], [`header_fields`] and
+//! [`sent_date`] read it). A background task
 //! ([`run`]) summarises new blobs shortly after they arrive; [`ensure`] summarises whatever a
 //! mailbox still lacks before a SEARCH or SORT relies on the summaries.
 
@@ -20,15 +21,6 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// Field separator of the encoding. Decoded text never contains NUL ([`clean`] removes it).
 const SEP: u8 = 0;
 
-/// A decoded summary.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Summary {
-    /// Sort and thread keys (RFC 5256), as [`message::sort_keys`] computes them.
-    pub keys: message::SortKeys,
-    /// Top-level header fields in order: lower-case name and decoded, case-folded value.
-    pub headers: Vec<(String, String)>,
-}
-
 /// Computes the stored summary of a raw message.
 pub fn summarize(raw: &[u8]) -> SummaryData {
     let keys = message::sort_keys(raw);
@@ -42,43 +34,23 @@ pub fn summarize(raw: &[u8]) -> SummaryData {
     }
 }
 
-impl Summary {
-    /// Decodes stored keys and header bytes (either may be empty: then only the other part is
-    /// filled). Malformed bytes give default values, never a panic.
-    pub fn decode(keys: &[u8], headers: &[u8]) -> Summary {
-        Summary {
-            keys: decode_keys(keys),
-            headers: header_fields(headers)
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-}
-
 /// The header fields of stored summary bytes as (name, folded value), without allocating: the
 /// form a SEARCH scan over 100,000 summaries wants.
 pub fn header_fields(bytes: &[u8]) -> impl Iterator<Item = (&str, &str)> + '_ {
-    let mut f = bytes
-        .split(|b| *b == SEP)
-        .filter(move |_| !bytes.is_empty())
-        .map(|f| std::str::from_utf8(f).unwrap_or(""));
+    let mut f = fields(bytes);
     std::iter::from_fn(move || Some((f.next()?, f.next()?)))
 }
 
 /// The sent date (the `Date` header, Unix seconds) of stored summary keys.
 pub fn sent_date(keys: &[u8]) -> Option<i64> {
-    let end = first_field_end(keys);
-    std::str::from_utf8(&keys[..end]).ok()?.parse().ok()
+    fields(keys).next()?.parse().ok()
 }
 
-fn first_field_end(bytes: &[u8]) -> usize {
-    bytes.iter().position(|b| *b == SEP).unwrap_or(bytes.len())
-}
-
-/// The keys alone (what SORT and THREAD read).
+/// The sort and thread keys (what SORT and THREAD read). Malformed bytes give default values,
+/// never a panic.
 pub fn decode_keys(bytes: &[u8]) -> message::SortKeys {
     let mut f = fields(bytes);
-    let mut next = || f.next().unwrap_or_default();
+    let mut next = || f.next().unwrap_or_default().to_string();
     let date = next().parse().ok();
     let subject = next();
     let from = next();
@@ -141,11 +113,13 @@ fn clean(b: u8) -> u8 {
     if b == SEP { b' ' } else { b }
 }
 
-fn fields(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
+/// The fields of encoded bytes (none for empty bytes). They were written from `String`s, so
+/// they are UTF-8; a field that is not (a damaged row) reads as empty.
+fn fields(bytes: &[u8]) -> impl Iterator<Item = &str> + '_ {
     bytes
         .split(|b| *b == SEP)
         .filter(move |_| !bytes.is_empty())
-        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .map(|f| std::str::from_utf8(f).unwrap_or(""))
 }
 
 /// Summarises every message of `mailbox` that has no summary yet; returns how many.

@@ -8,31 +8,34 @@ const KOREAN: &[u8] = b"From: =?EUC-KR?B?sei/tcij?= <kim@daum.test>\r\nTo: Lee <
 Subject: Re: =?UTF-8?B?7ZqM7J2YIOyekOujjA==?=\r\nDate: Tue, 3 Nov 2026 10:00:00 +0900\r\n\
 Message-ID: <a1@daum.test>\r\nReferences: <r0@daum.test> <r1@daum.test>\r\nX-Odd: =?UTF-8?Q?nul=00here?=\r\n\r\nbody\r\n";
 
+fn headers_of(data: &SummaryData) -> Vec<(&str, &str)> {
+    header_fields(&data.headers).collect()
+}
+
 #[test]
 fn summary_round_trips() {
     let data = summarize(KOREAN);
-    let s = Summary::decode(&data.keys, &data.headers);
-    assert_eq!(s.keys, message::sort_keys(KOREAN));
-    assert_eq!(s.keys.subject, "회의 자료");
-    assert!(s.keys.subject_is_reply);
-    assert_eq!(s.keys.references, ["<r0@daum.test>", "<r1@daum.test>"]);
-    let from = s.headers.iter().find(|(n, _)| n == "from").unwrap();
-    assert_eq!(from.1, "김영호 <kim@daum.test>");
-    let odd = s.headers.iter().find(|(n, _)| n == "x-odd").unwrap();
-    assert_eq!(odd.1, "nul here");
-    assert_eq!(s.headers.len(), 7);
-    assert_eq!(sent_date(&data.keys), s.keys.date);
-    assert_eq!(header_fields(&data.headers).count(), 7);
+    let keys = decode_keys(&data.keys);
+    assert_eq!(keys, message::sort_keys(KOREAN));
+    assert_eq!(keys.subject, "회의 자료");
+    assert!(keys.subject_is_reply);
+    assert_eq!(keys.references, ["<r0@daum.test>", "<r1@daum.test>"]);
+    assert_eq!(sent_date(&data.keys), keys.date);
+    assert!(keys.date.is_some());
+    let headers = headers_of(&data);
+    assert_eq!(headers.len(), 7);
+    assert!(headers.contains(&("from", "김영호 <kim@daum.test>")));
+    assert!(headers.contains(&("x-odd", "nul here")));
 }
 
 #[test]
 fn empty_and_garbage_decode_to_defaults() {
-    assert_eq!(Summary::decode(b"", b""), Summary::default());
-    let s = Summary::decode(b"\xff\x00\x00", b"lonely");
-    assert_eq!(s.keys.date, None);
-    assert!(s.headers.is_empty());
-    let data = summarize(b"");
-    assert_eq!(Summary::decode(&data.keys, &data.headers).headers, vec![]);
+    assert_eq!(decode_keys(b""), message::SortKeys::default());
+    assert_eq!(decode_keys(b"\xff\x00\x00").date, None);
+    assert_eq!(sent_date(b"\xff"), None);
+    assert_eq!(header_fields(b"").count(), 0);
+    assert_eq!(header_fields(b"lonely").count(), 0);
+    assert!(headers_of(&summarize(b"")).is_empty());
 }
 
 #[tokio::test]
@@ -63,10 +66,7 @@ async fn ensure_summarises_a_mailbox_and_deletion_drops_summaries() {
     let hits = store
         .scan_summaries(
             inbox.id,
-            Box::new(|k, h| {
-                let s = Summary::decode(k, h);
-                u64::from(s.headers.iter().any(|(n, v)| n == "subject" && v == "m42"))
-            }),
+            Box::new(|_, h| u64::from(header_fields(h).any(|f| f == ("subject", "m42")))),
         )
         .await
         .unwrap();
@@ -87,6 +87,43 @@ async fn ensure_summarises_a_mailbox_and_deletion_drops_summaries() {
         .unwrap();
     store.expunge(inbox.id, None).await.unwrap();
     assert!(store.summary_keys(inbox.id).await.unwrap().is_empty());
-    // The background task finds nothing left to do and stops when told.
-    run(store.clone(), async {}).await;
+}
+
+#[tokio::test]
+async fn the_background_task_drains_the_backlog_and_stops_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(dir.path()).unwrap();
+    store.add_domain("naver.test").await.unwrap();
+    let lee = store.add_account("lee@naver.test", "x").await.unwrap();
+    let inbox = store.mailbox_by_name(lee, "INBOX").await.unwrap().unwrap();
+    let msgs = (0..300)
+        .map(|i| NewMessage {
+            data: format!("Subject: s{i}\r\n\r\nhi\r\n").into_bytes(),
+            internal_date: 1_700_000_000,
+            flags: Flags::default(),
+        })
+        .collect();
+    store.append(inbox.id, msgs).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(store.clone(), async {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let keys = store.summary_keys(inbox.id).await.unwrap();
+        if keys.iter().all(|(_, k)| k.is_some()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog not drained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("task stops")
+        .unwrap();
+    assert_eq!(ensure(&store, inbox.id).await.unwrap(), 0);
 }
