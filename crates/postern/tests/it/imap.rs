@@ -432,9 +432,27 @@ async fn esearch_searchres_sort_thread() {
     // sizes differ by the subject's length (it is in Subject and Message-ID)
     let r = c.cmd("SORT (REVERSE SIZE) UTF-8 ALL").await;
     assert!(r.has("SORT 2 1 3"), "{r:?}");
-    // equal arrival times (same second) keep sequence order, also when reversed
+    // Newest arrival first; equal arrival times (same second) keep sequence order, also when
+    // reversed. The three deliveries may or may not share a second, so derive the expectation.
+    let r = c.cmd("UID FETCH 1:3 (INTERNALDATE)").await;
+    let mut arrivals: Vec<(String, u32)> = r
+        .untagged
+        .iter()
+        .map(|l| {
+            let uid = l.split(' ').nth(3).unwrap().parse().unwrap();
+            let date = l.split('"').nth(1).unwrap().to_string();
+            (date, uid)
+        })
+        .collect();
+    assert_eq!(arrivals.len(), 3, "{r:?}");
+    arrivals.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let expected: Vec<String> = arrivals.iter().map(|(_, u)| u.to_string()).collect();
     let r = c.cmd("UID SORT (REVERSE ARRIVAL) UTF-8 ALL").await;
-    assert!(r.has("SORT 1 2 3") || r.has("SORT 3 2 1"), "{r:?}");
+    assert_eq!(
+        r.untagged,
+        [format!("SORT {}", expected.join(" "))],
+        "{r:?}"
+    );
     let r = c.cmd("THREAD ORDEREDSUBJECT UTF-8 ALL").await;
     assert!(r.has("THREAD (1)(2 3)"), "{r:?}");
     let r = c.cmd("UID THREAD REFERENCES UTF-8 ALL").await;
