@@ -38,13 +38,19 @@ fn empty_and_garbage_decode_to_defaults() {
     assert!(headers_of(&summarize(b"")).is_empty());
 }
 
-#[tokio::test]
-async fn ensure_summarises_a_mailbox_and_deletion_drops_summaries() {
+/// A fresh store with one account; its INBOX.
+async fn store_with_inbox() -> (tempfile::TempDir, Store, store::Mailbox) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_embedded(dir.path()).unwrap();
     store.add_domain("naver.test").await.unwrap();
     let lee = store.add_account("lee@naver.test", "x").await.unwrap();
     let inbox = store.mailbox_by_name(lee, "INBOX").await.unwrap().unwrap();
+    (dir, store, inbox)
+}
+
+#[tokio::test]
+async fn ensure_summarises_a_mailbox_and_deletion_drops_summaries() {
+    let (_dir, store, inbox) = store_with_inbox().await;
     let msg = |subject: &str| NewMessage {
         data: format!("Subject: {subject}\r\nFrom: a@b.test\r\n\r\nhi\r\n").into_bytes(),
         internal_date: 1_700_000_000,
@@ -91,11 +97,7 @@ async fn ensure_summarises_a_mailbox_and_deletion_drops_summaries() {
 
 #[tokio::test]
 async fn the_background_task_drains_the_backlog_and_stops_when_told() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_embedded(dir.path()).unwrap();
-    store.add_domain("naver.test").await.unwrap();
-    let lee = store.add_account("lee@naver.test", "x").await.unwrap();
-    let inbox = store.mailbox_by_name(lee, "INBOX").await.unwrap().unwrap();
+    let (_dir, store, inbox) = store_with_inbox().await;
     let msgs = (0..300)
         .map(|i| NewMessage {
             data: format!("Subject: s{i}\r\n\r\nhi\r\n").into_bytes(),
