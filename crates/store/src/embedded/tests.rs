@@ -428,3 +428,32 @@ fn header_part_reads_the_header_not_the_body() {
         assert_eq!(part, data[..expected_len], "case {i}");
     }
 }
+
+/// Without the query planner stability guarantee SQLite re-plans every `WHERE k = ?1 ORDER BY
+/// ...` statement each time a new value is bound: the RCPT path paid a full parse per alias
+/// lookup.
+#[test]
+fn cached_statements_are_not_replanned_per_binding() {
+    let (dir, _s) = store();
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    configure(&c).unwrap();
+    for sql in [
+        "SELECT target FROM aliases WHERE source = ?1 ORDER BY target",
+        "SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+    ] {
+        for key in [1, 2, 3] {
+            let mut stmt = c.prepare_cached(sql).unwrap();
+            let rows: Vec<rusqlite::types::Value> = stmt
+                .query_map([key], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(rows.is_empty());
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
+        }
+    }
+}
