@@ -26,6 +26,7 @@ mod search;
 mod selected;
 mod session;
 mod sort;
+mod uid_list;
 
 use std::sync::Arc;
 use std::time::Duration;

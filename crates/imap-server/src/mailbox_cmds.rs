@@ -124,17 +124,12 @@ impl Session {
                 }
             }
         }
-        let sel = match Selected::open(&self.srv.store, mb.id, mb.name.clone(), read_only).await {
-            Ok(s) => s,
-            Err(e) => return self.store_error(tag, e),
-        };
-        let mut keywords: Vec<String> = sel
-            .msgs
-            .iter()
-            .flat_map(|m| m.flags.keywords.iter().cloned())
-            .collect();
-        keywords.sort();
-        keywords.dedup();
+        let (sel, snap) =
+            match Selected::open(&self.srv.store, mb.id, mb.name.clone(), read_only).await {
+                Ok(s) => s,
+                Err(e) => return self.store_error(tag, e),
+            };
+        let keywords = &snap.keywords;
         let flags = if keywords.is_empty() {
             SYSTEM_FLAGS.to_string()
         } else {
@@ -156,8 +151,8 @@ impl Session {
             self.out().extend_from_slice(&line);
         } else {
             self.untagged("0 RECENT");
-            if let Some(pos) = sel.msgs.iter().position(|m| !m.flags.seen()) {
-                self.untagged(&format!("OK [UNSEEN {}] First unseen", pos + 1));
+            if let Some(seq) = snap.first_unseen.and_then(|u| sel.seq_of(u)) {
+                self.untagged(&format!("OK [UNSEEN {seq}] First unseen"));
             }
         }
         self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", sel.uid_validity));

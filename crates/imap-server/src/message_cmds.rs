@@ -93,15 +93,30 @@ fn sets_seen(item: &MessageDataItemName<'_>) -> bool {
     }
 }
 
-fn needs_content(item: &MessageDataItemName<'_>) -> bool {
-    !matches!(
+/// Cannot happen: the parts are read or rendered whenever a structure item is asked for.
+const PARTS_MISSING: &str = "[SERVERBUG] Message structure unavailable";
+
+/// Whether an item is served from the message's stored FETCH parts (see `indexer`).
+fn is_structure(item: &MessageDataItemName<'_>) -> bool {
+    matches!(
         item,
-        MessageDataItemName::Flags
-            | MessageDataItemName::InternalDate
-            | MessageDataItemName::Rfc822Size
-            | MessageDataItemName::Uid
-            | MessageDataItemName::ModSeq
+        MessageDataItemName::Envelope
+            | MessageDataItemName::BodyStructure
+            | MessageDataItemName::Body
     )
+}
+
+/// Whether an item needs the message's bytes.
+fn needs_content(item: &MessageDataItemName<'_>) -> bool {
+    !is_structure(item)
+        && !matches!(
+            item,
+            MessageDataItemName::Flags
+                | MessageDataItemName::InternalDate
+                | MessageDataItemName::Rfc822Size
+                | MessageDataItemName::Uid
+                | MessageDataItemName::ModSeq
+        )
 }
 
 impl Session {
@@ -157,9 +172,17 @@ impl Session {
         if !uid && sel.out_of_range(set) {
             return self.bad(tag, "Message sequence number out of range");
         }
-        let mut indexes = sel.resolve(set, uid);
+        let indexes = sel.resolve(set, uid);
+        let mut metas = match sel.load(&self.srv.store, &indexes).await {
+            Ok(m) => m,
+            Err(e) => return self.store_error(tag, e),
+        };
+        // Expunged by another session since our last resync (reported at the next one). A UID
+        // FETCH ignores UIDs that do not exist (RFC 9051 6.4.9); a sequence number FETCH
+        // answers NO for them (RFC 2180 4.1.2).
+        let mut failed = !uid && metas.len() < indexes.len();
         if let Some(since) = changed_since {
-            indexes.retain(|i| sel.msgs[*i].modseq > since);
+            metas.retain(|(_, m)| m.modseq > since);
         }
         if vanished && let Some(since) = changed_since {
             let store = self.srv.store.clone();
@@ -182,15 +205,13 @@ impl Session {
         let read_only = self.selected.as_ref().is_some_and(|s| s.read_only);
         let mut seen_changed = std::collections::HashSet::new();
         if !read_only && items.iter().any(sets_seen) {
-            let sel = self.selected.as_ref().expect("selected");
-            let unseen: Vec<u32> = indexes
+            let unseen: Vec<u32> = metas
                 .iter()
-                .map(|i| &sel.msgs[*i])
-                .filter(|m| !m.flags.seen())
-                .map(|m| m.uid)
+                .filter(|(_, m)| !m.flags.seen())
+                .map(|(_, m)| m.uid)
                 .collect();
             if !unseen.is_empty() {
-                let id = sel.id;
+                let id = self.selected.as_ref().expect("selected").id;
                 match self
                     .srv
                     .store
@@ -207,7 +228,15 @@ impl Session {
                     .await
                 {
                     Ok(r) => {
-                        seen_changed = r.updated.iter().map(|m| m.uid).collect();
+                        // The responses carry the flags as they are now.
+                        let updated: std::collections::HashMap<u32, &MessageMeta> =
+                            r.updated.iter().map(|m| (m.uid, m)).collect();
+                        for (_, m) in &mut metas {
+                            if let Some(u) = updated.get(&m.uid) {
+                                *m = (*u).clone();
+                                seen_changed.insert(m.uid);
+                            }
+                        }
                         if let Some(sel) = self.selected.as_mut() {
                             sel.apply_local(&r.updated);
                         }
@@ -217,12 +246,25 @@ impl Session {
             }
         }
         let with_content = items.iter().any(needs_content);
-        let mut failed = false;
-        for i in indexes {
-            let Some(meta) = self.selected.as_ref().and_then(|s| s.msgs.get(i).cloned()) else {
-                continue;
-            };
-            let content = if with_content {
+        // ENVELOPE and BODYSTRUCTURE come from the parts rendered when the message was
+        // summarised; a message the indexer has not reached yet is rendered here.
+        let want_parts = items.iter().any(is_structure);
+        let mut stored = if want_parts {
+            let blobs = metas.iter().map(|(_, m)| m.blob).collect();
+            self.srv.store.fetch_parts(blobs).await.unwrap_or_else(|e| {
+                tracing::warn!("reading stored FETCH parts: {e}");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        }
+        .into_iter();
+        for (i, meta) in metas {
+            let mut parts = stored
+                .next()
+                .flatten()
+                .filter(|p| indexer::fetch_parts(p).is_some());
+            let content = if with_content || (want_parts && parts.is_none()) {
                 match self.srv.store.read_blob(meta.blob).await {
                     Ok(c) => Some(c),
                     Err(_) => {
@@ -234,6 +276,10 @@ impl Session {
             } else {
                 None
             };
+            if want_parts && parts.is_none() {
+                parts = content.as_deref().map(indexer::render_fetch);
+            }
+            let parts = parts.as_deref().and_then(indexer::fetch_parts);
             let include_flags = seen_changed.contains(&meta.uid)
                 && !items
                     .iter()
@@ -243,6 +289,7 @@ impl Session {
                 &meta,
                 &items,
                 content.as_deref(),
+                parts,
                 include_flags,
             ) {
                 return self.no(tag, code);
@@ -274,6 +321,7 @@ impl Session {
         meta: &MessageMeta,
         items: &[MessageDataItemName<'_>],
         content: Option<&[u8]>,
+        parts: Option<indexer::FetchParts<'_>>,
         extra_flags: bool,
     ) -> Result<(), &'static str> {
         let raw = content.unwrap_or_default();
@@ -309,15 +357,15 @@ impl Session {
                 }
                 MessageDataItemName::Envelope => {
                     o.extend_from_slice(b"ENVELOPE ");
-                    proto_imap::envelope(&mut o, &message::envelope(raw));
+                    o.extend_from_slice(parts.ok_or(PARTS_MISSING)?.envelope);
                 }
                 MessageDataItemName::BodyStructure => {
                     o.extend_from_slice(b"BODYSTRUCTURE ");
-                    proto_imap::body_structure(&mut o, &message::body_structure(raw), true);
+                    o.extend_from_slice(parts.ok_or(PARTS_MISSING)?.body_structure);
                 }
                 MessageDataItemName::Body => {
                     o.extend_from_slice(b"BODY ");
-                    proto_imap::body_structure(&mut o, &message::body_structure(raw), false);
+                    o.extend_from_slice(parts.ok_or(PARTS_MISSING)?.body);
                 }
                 MessageDataItemName::Rfc822 => {
                     o.extend_from_slice(b"RFC822 ");
@@ -444,11 +492,7 @@ impl Session {
         if !uid && sel.out_of_range(set) {
             return self.bad(tag, "Message sequence number out of range");
         }
-        let uids: Vec<u32> = sel
-            .resolve(set, uid)
-            .into_iter()
-            .map(|i| sel.msgs[i].uid)
-            .collect();
+        let uids = sel.resolve_uids(set, uid);
         let op = match kind {
             StoreType::Replace => FlagOp::Replace,
             StoreType::Add => FlagOp::Add,
@@ -544,11 +588,7 @@ impl Session {
         if !uid && sel.out_of_range(set) {
             return self.bad(tag, "Message sequence number out of range");
         }
-        let uids: Vec<u32> = sel
-            .resolve(set, uid)
-            .into_iter()
-            .map(|i| sel.msgs[i].uid)
-            .collect();
+        let uids = sel.resolve_uids(set, uid);
         let from = sel.id;
         // RFC 9051 6.4.7: [TRYCREATE] when the destination does not exist.
         let Some(to) = self
@@ -561,18 +601,10 @@ impl Session {
             return self.finish(tag, "Nothing to do", !remove || uid).await;
         }
         if !remove {
-            let wanted: std::collections::HashSet<u32> = uids.iter().copied().collect();
-            let extra: u64 = self
-                .selected
-                .as_ref()
-                .map(|s| {
-                    s.msgs
-                        .iter()
-                        .filter(|m| wanted.contains(&m.uid))
-                        .map(|m| m.size)
-                        .sum()
-                })
-                .unwrap_or(0);
+            let extra: u64 = match self.srv.store.get_messages(from, uids.clone()).await {
+                Ok(metas) => metas.iter().map(|m| m.size).sum(),
+                Err(e) => return self.store_error(tag, e),
+            };
             if self.quota_refuses(tag, extra).await? {
                 return Ok(());
             }
@@ -612,15 +644,7 @@ impl Session {
         if sel.read_only {
             return self.no(tag, "[READ-ONLY] Mailbox is read-only");
         }
-        let only = uids.map(|set| {
-            let mut v: Vec<u32> = sel
-                .resolve(set, true)
-                .into_iter()
-                .map(|i| sel.msgs[i].uid)
-                .collect();
-            v.sort_unstable();
-            v
-        });
+        let only = uids.map(|set| sel.resolve_uids(set, true));
         let id = sel.id;
         match self.srv.store.expunge(id, only).await {
             Ok(_) => self.finish(tag, "EXPUNGE completed", true).await,

@@ -260,12 +260,12 @@ async fn scan(
 }
 
 impl Session {
-    /// Indexes (into the selected view) of the messages matching all `criteria`; `Err` with
-    /// the text of a NO response when the search cannot be run.
+    /// The messages matching all `criteria`, with their index into the selected view; `Err`
+    /// with the text of a NO response when the search cannot be run.
     pub(crate) async fn matching(
         &mut self,
         criteria: &[SearchKey<'_>],
-    ) -> Result<Vec<usize>, &'static str> {
+    ) -> Result<Vec<(usize, MessageMeta)>, &'static str> {
         if criteria
             .iter()
             .any(|k| matches!(k, SearchKey::ModSequence { .. }))
@@ -291,10 +291,16 @@ impl Session {
                 })?
         };
         let sel = self.selected.as_ref().expect("selected");
-        // Both lists are in UID order: walk them together.
+        let metas = sel.load_all(&self.srv.store).await.map_err(|e| {
+            tracing::error!("search: {e}");
+            "[SERVERBUG] Search failed"
+        })?;
+        // Both lists are in UID order: walk them together. Messages expunged meanwhile match
+        // nothing.
         let mut found = found.into_iter().peekable();
         let mut hits = Vec::new();
-        for (idx, m) in sel.msgs.iter().enumerate() {
+        for (idx, m) in metas.into_iter().enumerate() {
+            let Some(m) = m else { continue };
             while found.next_if(|(uid, _)| *uid < m.uid).is_some() {}
             let bits = found
                 .next_if(|(uid, _)| *uid == m.uid)
@@ -306,9 +312,9 @@ impl Session {
             };
             if criteria
                 .iter()
-                .fold(true, |all, k| eval.eval(k, idx, m, bits) & all)
+                .fold(true, |all, k| eval.eval(k, idx, &m, bits) & all)
             {
-                hits.push(idx);
+                hits.push((idx, m));
             }
         }
         Ok(hits)
@@ -328,17 +334,16 @@ impl Session {
             Ok(hits) => hits,
             Err(text) => return self.no(tag, text),
         };
-        let sel = self.selected.as_ref().expect("selected");
-        let uids: Vec<u32> = hits.iter().map(|i| sel.msgs[*i].uid).collect();
+        let uids: Vec<u32> = hits.iter().map(|(_, m)| m.uid).collect();
         let ids: Vec<u32> = if uid {
             uids.clone()
         } else {
-            hits.iter().map(|i| *i as u32 + 1).collect()
+            hits.iter().map(|(i, _)| *i as u32 + 1).collect()
         };
         let modseq = criteria
             .iter()
             .any(|k| matches!(k, SearchKey::ModSequence { .. }))
-            .then(|| hits.iter().map(|i| sel.msgs[*i].modseq).max())
+            .then(|| hits.iter().map(|(_, m)| m.modseq).max())
             .flatten();
         let ret = self.search_return.take().or_else(|| {
             self.rev2.then(|| crate::extended::SearchReturn {

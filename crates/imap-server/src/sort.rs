@@ -73,8 +73,7 @@ impl Session {
         // Both are in UID order: walk them together.
         let mut keys = keys.into_iter().peekable();
         let mut items = Vec::with_capacity(hits.len());
-        for idx in hits {
-            let m = &sel.msgs[idx];
+        for (idx, m) in hits {
             while keys.next_if(|(u, _)| *u < m.uid).is_some() {}
             let k = keys
                 .next_if(|(u, _)| *u == m.uid)

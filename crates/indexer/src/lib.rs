@@ -1,10 +1,11 @@
 //! Message summaries: what SEARCH and SORT need of a message (sort/thread keys and the decoded,
 //! case-folded header fields), extracted once per stored blob so that a SEARCH FROM or a SORT
-//! over 100,000 messages reads small rows instead of parsing every message.
+//! over 100,000 messages reads small rows instead of parsing every message; and the FETCH
+//! items a message list asks for (ENVELOPE, BODYSTRUCTURE), rendered once.
 //!
 //! The store keeps summaries as opaque bytes ([`store::SummaryData`]); this crate alone knows
-//! their encoding ([`summarize`] writes it; [`decode_keys`], [`header_fields`] and
-//! [`sent_date`] read it). A background task
+//! their encoding ([`summarize`] writes it; [`decode_keys`], [`header_fields`],
+//! [`sent_date`] and [`fetch_parts`] read it). A background task
 //! ([`run`]) summarises new blobs shortly after they arrive; [`ensure`] summarises whatever a
 //! mailbox still lacks before a SEARCH or SORT relies on the summaries.
 
@@ -31,7 +32,52 @@ pub fn summarize(raw: &[u8]) -> SummaryData {
     SummaryData {
         keys: encode_keys(&keys),
         headers: encode_fields(headers.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()])),
+        fetch: render_fetch(raw),
     }
+}
+
+/// A message's FETCH items as IMAP sends them (after the item name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchParts<'a> {
+    pub envelope: &'a [u8],
+    /// BODYSTRUCTURE, with the extension data.
+    pub body_structure: &'a [u8],
+    /// BODY: the structure without extension data.
+    pub body: &'a [u8],
+}
+
+/// Renders the FETCH items of a raw message in the stored encoding: each item as a 4-byte
+/// little-endian length and its bytes (rendered IMAP may hold any byte).
+pub fn render_fetch(raw: &[u8]) -> Vec<u8> {
+    let structure = message::body_structure(raw);
+    let mut items: [Vec<u8>; 3] = Default::default();
+    proto_imap::envelope(&mut items[0], &message::envelope(raw));
+    proto_imap::body_structure(&mut items[1], &structure, true);
+    proto_imap::body_structure(&mut items[2], &structure, false);
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 4).sum());
+    for item in &items {
+        out.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        out.extend_from_slice(item);
+    }
+    out
+}
+
+/// Reads stored FETCH items; `None` for damaged bytes (the caller renders them afresh).
+pub fn fetch_parts(bytes: &[u8]) -> Option<FetchParts<'_>> {
+    let mut rest = bytes;
+    let mut next = || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let item = tail.get(..len)?;
+        rest = &tail[len..];
+        Some(item)
+    };
+    let parts = FetchParts {
+        envelope: next()?,
+        body_structure: next()?,
+        body: next()?,
+    };
+    rest.is_empty().then_some(parts)
 }
 
 /// The header fields of stored summary bytes as (name, folded value), without allocating: the

@@ -38,6 +38,37 @@ fn empty_and_garbage_decode_to_defaults() {
     assert!(headers_of(&summarize(b"")).is_empty());
 }
 
+#[test]
+fn fetch_parts_are_what_imap_renders_and_damage_is_detected() {
+    let raw: &[u8] = b"From: kim@daum.test\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain; charset=euc-kr\r\n\r\nbody\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n\
+Subject: inner\r\n\r\ninner body\r\n--b--\r\n";
+    for msg in [
+        raw,
+        KOREAN,
+        b"" as &[u8],
+        b"\x00\xff garbage without a header end",
+    ] {
+        let stored = summarize(msg).fetch;
+        let parts = fetch_parts(&stored).expect("decodes");
+        let structure = message::body_structure(msg);
+        let mut want = Vec::new();
+        proto_imap::envelope(&mut want, &message::envelope(msg));
+        assert_eq!(parts.envelope, want);
+        want.clear();
+        proto_imap::body_structure(&mut want, &structure, true);
+        assert_eq!(parts.body_structure, want);
+        want.clear();
+        proto_imap::body_structure(&mut want, &structure, false);
+        assert_eq!(parts.body, want);
+        // Cut short or with bytes to spare, it is refused rather than misread.
+        assert_eq!(fetch_parts(&stored[..stored.len() - 1]), None);
+        assert_eq!(fetch_parts(&[&stored[..], b"x"].concat()), None);
+    }
+    assert_eq!(fetch_parts(b""), None);
+    assert_eq!(fetch_parts(b"\xff\xff\xff\xff"), None);
+}
+
 /// A fresh store with one account; its INBOX.
 async fn store_with_inbox() -> (tempfile::TempDir, Store, store::Mailbox) {
     let dir = tempfile::tempdir().unwrap();

@@ -92,7 +92,7 @@ pub trait Backend: Send + Sync {
     async fn account_usage(&self, account: AccountId) -> Result<u64>;
     /// Aggregates of one mailbox (STATUS).
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus>;
-    /// The mailbox and all its messages from one read transaction (SELECT).
+    /// The mailbox, its UIDs and its flag summary from one read transaction (SELECT).
     async fn snapshot(&self, mailbox: MailboxId) -> Result<MailboxSnapshot>;
     /// Messages added or changed and UIDs expunged after `modseq` (session resync, QRESYNC).
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<MailboxChanges>;
@@ -122,6 +122,8 @@ pub trait Backend: Send + Sync {
     fn watch(&self, mailbox: MailboxId) -> tokio::sync::watch::Receiver<u64>;
     /// Metadata of every message of a mailbox, in UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
+    /// Metadata of the messages of `uids` (ascending) that still exist, in UID order.
+    async fn get_messages(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<MessageMeta>>;
     /// The raw bytes of a stored message.
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>>;
     /// Appends messages to a mailbox in one durable transaction; returns their UIDs.
@@ -130,14 +132,16 @@ pub trait Backend: Send + Sync {
     // ---- summaries (made by the indexer, read by SEARCH and SORT)
     /// Summarises up to `limit` blobs that have no summary yet (those of `mailbox`, or the
     /// newest of any) with `summarize`, on a blocking thread, and stores the results. Returns
-    /// how many were summarised: 0 when nothing is left. `summarize` gets the start of each
-    /// message: its whole header section, and perhaps some of the body.
+    /// how many were summarised: 0 when nothing is left. `summarize` gets each whole message.
     async fn summarize_pending(
         &self,
         mailbox: Option<MailboxId>,
         limit: usize,
         summarize: for<'a> fn(&'a [u8]) -> SummaryData,
     ) -> Result<usize>;
+    /// The stored FETCH items ([`SummaryData::fetch`]) of each blob, in the order asked
+    /// (`None`: not summarised yet).
+    async fn fetch_parts(&self, blobs: Vec<BlobId>) -> Result<Vec<Option<Vec<u8>>>>;
     /// The summary keys of every message of a mailbox, in UID order (`None`: not summarised).
     async fn summary_keys(&self, mailbox: MailboxId) -> Result<Vec<(Uid, Option<Vec<u8>>)>>;
     /// Runs `test(keys, headers)` on the summary of every message of a mailbox; returns the

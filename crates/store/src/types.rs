@@ -302,13 +302,18 @@ pub struct FlagUpdate {
     pub modified: Vec<Uid>,
 }
 
-/// A consistent view of a mailbox: its state and every message, from one read transaction.
+/// What selecting a mailbox needs, from one read transaction: its state, its UIDs, and what
+/// SELECT reports about the flags. Small on purpose: thousands of sessions select at once.
 #[derive(Debug, Clone)]
 pub struct MailboxSnapshot {
     /// The mailbox as of the snapshot.
     pub mailbox: Mailbox,
-    /// Messages in UID order.
-    pub messages: Vec<MessageMeta>,
+    /// Every message's UID, ascending.
+    pub uids: Vec<Uid>,
+    /// The lowest UID without `\Seen`.
+    pub first_unseen: Option<Uid>,
+    /// The keywords in use, sorted, each once.
+    pub keywords: Vec<String>,
 }
 
 /// What changed in a mailbox after a MODSEQ.
@@ -345,13 +350,16 @@ pub struct MailboxStatus {
 }
 
 /// The stored summary of a blob (see the `indexer` crate, which alone knows the encoding):
-/// sort/thread keys and decoded header fields, so SEARCH and SORT need not re-parse messages.
+/// sort/thread keys and decoded header fields, so SEARCH and SORT need not re-parse messages,
+/// and pre-rendered FETCH items, so a message list need not either.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SummaryData {
     /// Encoded sort and thread keys (small).
     pub keys: Vec<u8>,
     /// Encoded header fields.
     pub headers: Vec<u8>,
+    /// Encoded FETCH items.
+    pub fetch: Vec<u8>,
 }
 
 /// A per-message test run by the store's scans on blocking threads (several at once for raw

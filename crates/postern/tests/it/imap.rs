@@ -90,6 +90,19 @@ async fn select_fetch_store_search_expunge() {
         "{r:?}"
     );
     assert!(r.untagged[1].contains("ENVELOPE (\"Sun, 22 Nov 2026 10:00:00 +0900\" \"two\" ((\"Kim\" NIL \"kim\" \"daum.test\"))"), "{r:?}");
+    // Rendered from the message or read from what the indexer stored: the same bytes.
+    let structure = c.cmd("FETCH 1:2 (ENVELOPE BODYSTRUCTURE BODY)").await;
+    assert!(
+        structure.ok() && structure.untagged.len() == 2,
+        "{structure:?}"
+    );
+    assert!(c.cmd("SEARCH SUBJECT one").await.ok()); // summarises the mailbox
+    assert_eq!(
+        c.cmd("FETCH 1:2 (ENVELOPE BODYSTRUCTURE BODY)")
+            .await
+            .untagged,
+        structure.untagged
+    );
     let r = c
         .cmd("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT])")
         .await;
@@ -220,11 +233,23 @@ async fn two_sessions_see_each_others_changes() {
         r.has("1 FETCH (UID 1 FLAGS (\\Flagged \\Deleted))"),
         "{r:?}"
     );
+    // A session is not told again about its own change.
+    let r = a.cmd("NOOP").await;
+    assert!(r.ok() && r.untagged.is_empty(), "{r:?}");
     assert!(a.cmd("EXPUNGE").await.ok());
     s.deliver("lee@naver.test", "three", "body").await;
-    // FETCH may announce the new message but must not announce the expunge; NOOP does
+    // FETCH may announce the new message but must not announce the expunge; NOOP does.
+    // Meanwhile message 1 is gone from the store: NO for its sequence number, and a UID
+    // FETCH leaves it out.
     let r = b.cmd("FETCH 1 (FLAGS)").await;
     assert!(!r.has("EXPUNGE") && r.has("3 EXISTS"), "{r:?}");
+    assert!(r.status.starts_with("NO"), "{r:?}");
+    let r = b.cmd("UID FETCH 1:* (FLAGS)").await;
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(
+        r.untagged,
+        vec!["2 FETCH (UID 2 FLAGS ())", "3 FETCH (UID 3 FLAGS ())"]
+    );
     let r = b.cmd("NOOP").await;
     assert_eq!(r.untagged, vec!["1 EXPUNGE"], "{r:?}");
     let r = b.cmd("UID FETCH 1:* (UID)").await;

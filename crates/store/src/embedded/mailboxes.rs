@@ -79,13 +79,79 @@ pub(super) fn messages(c: &Connection, mailbox: MailboxId) -> Result<Vec<Message
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// The messages of `uids` (ascending) that exist: one range scan when the UIDs are dense (a
+/// list page, `1:*`), point reads when they are sparse.
+pub(super) fn messages_by_uid(
+    c: &Connection,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<MessageMeta>> {
+    let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(uids.len());
+    if (last - first) as usize / 4 <= uids.len() {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"
+        );
+        let mut stmt = c.prepare_cached(&sql)?;
+        let mut wanted = uids.iter().peekable();
+        for m in stmt.query_map(params![mailbox.0, first, last], message_row)? {
+            let m = m?;
+            while wanted.next_if(|u| **u < m.uid).is_some() {}
+            if wanted.next_if(|u| **u == m.uid).is_some() {
+                out.push(m);
+            }
+        }
+    } else {
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+        let mut stmt = c.prepare_cached(&sql)?;
+        for uid in uids {
+            if let Some(m) = stmt
+                .query_row(params![mailbox.0, uid], message_row)
+                .optional()?
+            {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn snapshot(c: &Connection, mailbox: MailboxId) -> Result<MailboxSnapshot> {
     // One read transaction: the mailbox row and the message list agree.
     c.execute_batch("BEGIN")?;
     let result = (|| {
+        let mailbox = by_id(c, mailbox)?;
+        let mut uids = Vec::with_capacity(mailbox.messages as usize);
+        let mut first_unseen = None;
+        let mut keywords = std::collections::BTreeSet::new();
+        let mut stmt = c.prepare_cached(
+            "SELECT uid, flags & 1, keywords FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+        )?;
+        let mut rows = stmt.query([mailbox.id.0])?;
+        while let Some(r) = rows.next()? {
+            let uid: Uid = r.get(0)?;
+            uids.push(uid);
+            if first_unseen.is_none() && r.get::<_, i64>(1)? == 0 {
+                first_unseen = Some(uid);
+            }
+            if let rusqlite::types::ValueRef::Text(k) = r.get_ref(2)?
+                && !k.is_empty()
+            {
+                for word in String::from_utf8_lossy(k).split_whitespace() {
+                    if !keywords.contains(word) {
+                        keywords.insert(word.to_string());
+                    }
+                }
+            }
+        }
         Ok(MailboxSnapshot {
-            mailbox: by_id(c, mailbox)?,
-            messages: messages(c, mailbox)?,
+            mailbox,
+            uids,
+            first_unseen,
+            keywords: keywords.into_iter().collect(),
         })
     })();
     c.execute_batch("COMMIT")?;

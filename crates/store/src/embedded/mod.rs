@@ -235,35 +235,6 @@ fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
         .query_row([hash], |r| r.get(0))?)
 }
 
-/// The start of a stored message up to and including its blank line (all of it when there is
-/// none), read incrementally: summarising a 20 MiB message reads its header, not its body.
-fn header_part(conn: &Connection, blob: i64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut data = conn.blob_open(rusqlite::MAIN_DB, "blobs", "data", blob, true)?;
-    let mut buf = Vec::new();
-    let mut chunk = 16 * 1024;
-    loop {
-        let start = buf.len();
-        buf.resize(start + chunk, 0);
-        let n = data
-            .read(&mut buf[start..])
-            .map_err(|source| StoreError::Io {
-                path: format!("blob {blob}"),
-                source,
-            })?;
-        buf.truncate(start + n);
-        // Look again from a little before the new bytes: the blank line may straddle them.
-        let from = start.saturating_sub(3);
-        if n == 0
-            || memchr::memmem::find(&buf[from..], b"\r\n\r\n").is_some()
-            || memchr::memmem::find(&buf[from..], b"\n\n").is_some()
-        {
-            return Ok(buf);
-        }
-        chunk = (chunk * 2).min(1 << 20);
-    }
-}
-
 /// Runs `test` on the two byte columns of each row of `sql` (uid, a, b); keeps non-zero results.
 /// The bytes are borrowed from SQLite, never copied.
 fn scan(
@@ -713,6 +684,15 @@ impl Backend for Embedded {
         self.read(move |c| mailboxes::messages(c, mailbox)).await
     }
 
+    async fn get_messages(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<MessageMeta>> {
+        if uids.len() <= 64 {
+            self.lookup(|c| mailboxes::messages_by_uid(c, mailbox, &uids))
+        } else {
+            self.read(move |c| mailboxes::messages_by_uid(c, mailbox, &uids))
+                .await
+        }
+    }
+
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read(move |c| {
             c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
@@ -786,7 +766,10 @@ impl Backend for Embedded {
                 };
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    out.push((id, summarize(&header_part(c, id)?)));
+                    let raw = c
+                        .prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
+                        .query_row([id], |r| r.get::<_, Vec<u8>>(0))?;
+                    out.push((id, summarize(&raw)));
                 }
                 Ok(out)
             })
@@ -802,15 +785,38 @@ impl Backend for Embedded {
                     "INSERT OR REPLACE INTO summaries (blob_id, keys, headers)
                      SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
                 )?;
+                let mut put_fetch = c.prepare_cached(
+                    "INSERT OR REPLACE INTO fetch_parts (blob_id, data)
+                     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
+                )?;
                 let mut done = c.prepare_cached("DELETE FROM summary_todo WHERE blob_id = ?1")?;
                 for (blob, s) in &summaries {
                     put.execute(params![blob, s.keys, s.headers])?;
+                    put_fetch.execute(params![blob, s.fetch])?;
                     done.execute([blob])?;
                 }
                 Ok(())
             })
             .await?;
         Ok(n)
+    }
+
+    async fn fetch_parts(&self, blobs: Vec<BlobId>) -> Result<Vec<Option<Vec<u8>>>> {
+        let n = blobs.len();
+        let get = move |c: &Connection| -> Result<Vec<Option<Vec<u8>>>> {
+            let mut stmt = c.prepare_cached("SELECT data FROM fetch_parts WHERE blob_id = ?1")?;
+            let mut out = Vec::with_capacity(blobs.len());
+            for b in &blobs {
+                out.push(stmt.query_row([b.0], |r| r.get(0)).optional()?);
+            }
+            Ok(out)
+        };
+        // A list page of point reads is quicker inline than a hand-off.
+        if n <= 128 {
+            self.lookup(get)
+        } else {
+            self.read(get).await
+        }
     }
 
     async fn summary_keys(&self, mailbox: MailboxId) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {

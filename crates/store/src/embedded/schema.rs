@@ -113,6 +113,22 @@ CREATE TRIGGER blob_removed AFTER DELETE ON blobs BEGIN
     DELETE FROM summary_todo WHERE blob_id = old.id;
 END;
 "#,
+    r#"
+-- Per blob, FETCH items rendered once (ENVELOPE, BODYSTRUCTURE; opaque bytes here, made by the
+-- indexer with the summary). A table of its own keeps summary scans small. Every blob is
+-- summarised again to fill it.
+CREATE TABLE fetch_parts (
+    blob_id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+DROP TRIGGER blob_removed;
+CREATE TRIGGER blob_removed AFTER DELETE ON blobs BEGIN
+    DELETE FROM summaries WHERE blob_id = old.id;
+    DELETE FROM fetch_parts WHERE blob_id = old.id;
+    DELETE FROM summary_todo WHERE blob_id = old.id;
+END;
+INSERT OR IGNORE INTO summary_todo (blob_id) SELECT id FROM blobs;
+"#,
 ];
 
 /// Brings the schema up to date; safe to run from several processes (it takes the write lock).
