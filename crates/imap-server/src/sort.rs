@@ -56,6 +56,7 @@ impl Session {
         &mut self,
         criteria: &[SearchKey<'_>],
         uid: bool,
+        want: indexer::KeyFields,
     ) -> Result<Vec<Item>, &'static str> {
         let hits = self.matching(criteria).await?;
         let Some(sel) = self.selected.as_ref() else {
@@ -78,7 +79,7 @@ impl Session {
             let k = keys
                 .next_if(|(u, _)| *u == m.uid)
                 .and_then(|(_, k)| k)
-                .map(|k| indexer::decode_keys(&k))
+                .map(|k| indexer::decode_keys(&k, want))
                 .unwrap_or_default();
             items.push(Item {
                 idx,
@@ -102,7 +103,19 @@ impl Session {
         if self.selected.is_none() {
             return self.bad(tag, "No mailbox selected");
         }
-        let mut items = match self.items(search, uid).await {
+        let mut want = indexer::KeyFields::default();
+        for c in criteria {
+            match c.key {
+                SortKey::Cc => want.cc = true,
+                SortKey::From => want.from = true,
+                SortKey::Subject => want.subject = true,
+                SortKey::To => want.to = true,
+                SortKey::DisplayFrom => want.display_from = true,
+                SortKey::DisplayTo => want.display_to = true,
+                SortKey::Arrival | SortKey::Date | SortKey::Size => {}
+            }
+        }
+        let mut items = match self.items(search, uid, want).await {
             Ok(items) => items,
             Err(text) => return self.no(tag, text),
         };
@@ -132,7 +145,12 @@ impl Session {
         if self.selected.is_none() {
             return self.bad(tag, "No mailbox selected");
         }
-        let items = match self.items(search, uid).await {
+        let want = indexer::KeyFields {
+            subject: true,
+            threading: matches!(algorithm, ThreadingAlgorithm::References),
+            ..Default::default()
+        };
+        let items = match self.items(search, uid, want).await {
             Ok(items) => items,
             Err(text) => return self.no(tag, text),
         };

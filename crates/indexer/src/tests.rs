@@ -15,12 +15,23 @@ fn headers_of(data: &SummaryData) -> Vec<(&str, &str)> {
 #[test]
 fn summary_round_trips() {
     let data = summarize(KOREAN);
-    let keys = decode_keys(&data.keys);
+    let keys = decode_keys(&data.keys, KeyFields::ALL);
     assert_eq!(keys, message::sort_keys(KOREAN));
     assert_eq!(keys.subject, "회의 자료");
     assert!(keys.subject_is_reply);
     assert_eq!(keys.references, ["<r0@daum.test>", "<r1@daum.test>"]);
     assert_eq!(sent_date(&data.keys), keys.date);
+    // Only what is asked for is decoded (and the date, always).
+    let subject_only = KeyFields {
+        subject: true,
+        ..KeyFields::default()
+    };
+    let partial = decode_keys(&data.keys, subject_only);
+    assert_eq!(
+        (partial.date, partial.subject.as_str()),
+        (keys.date, "회의 자료")
+    );
+    assert!(partial.from.is_empty() && partial.references.is_empty() && !partial.subject_is_reply);
     assert!(keys.date.is_some());
     let headers = headers_of(&data);
     assert_eq!(headers.len(), 7);
@@ -30,8 +41,11 @@ fn summary_round_trips() {
 
 #[test]
 fn empty_and_garbage_decode_to_defaults() {
-    assert_eq!(decode_keys(b""), message::SortKeys::default());
-    assert_eq!(decode_keys(b"\xff\x00\x00").date, None);
+    assert_eq!(
+        decode_keys(b"", KeyFields::ALL),
+        message::SortKeys::default()
+    );
+    assert_eq!(decode_keys(b"\xff\x00\x00", KeyFields::ALL).date, None);
     assert_eq!(sent_date(b"\xff"), None);
     assert_eq!(header_fields(b"").count(), 0);
     assert_eq!(header_fields(b"lonely").count(), 0);
@@ -98,7 +112,10 @@ async fn ensure_summarises_a_mailbox_and_deletion_drops_summaries() {
     assert_eq!(ensure(&store, inbox.id).await.unwrap(), 0);
     let keys = store.summary_keys(inbox.id).await.unwrap();
     assert_eq!(keys.len(), 600);
-    assert_eq!(decode_keys(keys[7].1.as_ref().unwrap()).subject, "m7");
+    assert_eq!(
+        decode_keys(keys[7].1.as_ref().unwrap(), KeyFields::ALL).subject,
+        "m7"
+    );
 
     let hits = store
         .scan_summaries(
