@@ -89,8 +89,8 @@ pub(super) fn messages_by_uid(
     let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
         return Ok(Vec::new());
     };
-    let mut out = Vec::with_capacity(uids.len());
     if (last - first) as usize / 4 <= uids.len() {
+        let mut out = Vec::with_capacity(uids.len());
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"
         );
@@ -103,20 +103,10 @@ pub(super) fn messages_by_uid(
                 out.push(m);
             }
         }
+        Ok(out)
     } else {
-        let sql =
-            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
-        let mut stmt = c.prepare_cached(&sql)?;
-        for uid in uids {
-            if let Some(m) = stmt
-                .query_row(params![mailbox.0, uid], message_row)
-                .optional()?
-            {
-                out.push(m);
-            }
-        }
+        load(c, mailbox, uids)
     }
-    Ok(out)
 }
 
 pub(super) fn snapshot(c: &Connection, mailbox: MailboxId) -> Result<MailboxSnapshot> {
