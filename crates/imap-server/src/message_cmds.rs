@@ -371,26 +371,15 @@ impl Session {
                     o.extend_from_slice(b"RFC822 ");
                     proto_imap::literal(&mut o, raw, false);
                 }
-                MessageDataItemName::Rfc822Header => {
-                    let s = message::section(
-                        raw,
-                        &message::Section {
-                            part: vec![],
-                            text: message::SectionText::Header,
-                        },
-                    );
-                    o.extend_from_slice(b"RFC822.HEADER ");
-                    proto_imap::nstring(&mut o, s.as_deref());
-                }
-                MessageDataItemName::Rfc822Text => {
-                    let s = message::section(
-                        raw,
-                        &message::Section {
-                            part: vec![],
-                            text: message::SectionText::Text,
-                        },
-                    );
-                    o.extend_from_slice(b"RFC822.TEXT ");
+                MessageDataItemName::Rfc822Header | MessageDataItemName::Rfc822Text => {
+                    let (label, text) = match item {
+                        MessageDataItemName::Rfc822Header => {
+                            ("RFC822.HEADER ", message::SectionText::Header)
+                        }
+                        _ => ("RFC822.TEXT ", message::SectionText::Text),
+                    };
+                    let s = message::section(raw, &message::Section { part: vec![], text });
+                    o.extend_from_slice(label.as_bytes());
                     proto_imap::nstring(&mut o, s.as_deref());
                 }
                 MessageDataItemName::BodyExt {

@@ -134,12 +134,11 @@ impl Selected {
         indexes: &[usize],
     ) -> Result<Vec<(usize, MessageMeta)>, StoreError> {
         let uids: Vec<Uid> = indexes.iter().map(|i| self.uid_at(*i)).collect();
-        let metas = store.get_messages(self.id, uids).await?;
+        let metas = store.get_messages(self.id, uids.clone()).await?;
         // Both ascending: walk them together.
         let mut metas = metas.into_iter().peekable();
         let mut out = Vec::with_capacity(indexes.len());
-        for &i in indexes {
-            let uid = self.uid_at(i);
+        for (&i, &uid) in indexes.iter().zip(&uids) {
             while metas.next_if(|m| m.uid < uid).is_some() {}
             if let Some(m) = metas.next_if(|m| m.uid == uid) {
                 out.push((i, m));

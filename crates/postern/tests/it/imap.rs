@@ -161,6 +161,14 @@ async fn select_fetch_store_search_expunge() {
     );
     let r = c.cmd("UID FETCH 1:* (FLAGS)").await;
     assert_eq!(r.untagged, vec!["1 FETCH (UID 1 FLAGS (\\Seen \\Flagged))"]);
+    let r = c.cmd("FETCH 1 (RFC822.HEADER RFC822.TEXT)").await;
+    assert!(r.ok(), "{r:?}");
+    assert!(
+        r.untagged[0].contains("RFC822.HEADER {")
+            && r.untagged[0].contains("Subject: one\r\n")
+            && r.untagged[0].ends_with("RFC822.TEXT {12}\r\nfirst body\r\n)"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

@@ -38,6 +38,10 @@ pub(crate) struct Embedded {
     notifier: mailboxes::Notifier,
 }
 
+/// Up to this many indexed point reads (a list page) run on the caller's thread, like
+/// [`Embedded::lookup`]; more go to the blocking pool.
+const INLINE_POINT_READS: usize = 128;
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -319,6 +323,14 @@ fn inbox_of(conn: &Connection, account: i64) -> Result<i64> {
         // INBOX cannot be deleted, but be robust to a hand-edited database.
         None => insert_mailbox(conn, account, "INBOX", None),
     }
+}
+
+/// The bytes of a stored message.
+fn blob_data(c: &Connection, blob: i64) -> Result<Vec<u8>> {
+    c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
+        .query_row([blob], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("blob {blob}")))
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -685,7 +697,7 @@ impl Backend for Embedded {
     }
 
     async fn get_messages(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<MessageMeta>> {
-        if uids.len() <= 64 {
+        if uids.len() <= INLINE_POINT_READS {
             self.lookup(|c| mailboxes::messages_by_uid(c, mailbox, &uids))
         } else {
             self.read(move |c| mailboxes::messages_by_uid(c, mailbox, &uids))
@@ -694,13 +706,7 @@ impl Backend for Embedded {
     }
 
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
-        self.read(move |c| {
-            c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
-                .query_row([blob.0], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("blob {}", blob.0)))
-        })
-        .await
+        self.read(move |c| blob_data(c, blob.0)).await
     }
 
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>> {
@@ -766,10 +772,7 @@ impl Backend for Embedded {
                 };
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    let raw = c
-                        .prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
-                        .query_row([id], |r| r.get::<_, Vec<u8>>(0))?;
-                    out.push((id, summarize(&raw)));
+                    out.push((id, summarize(&blob_data(c, id)?)));
                 }
                 Ok(out)
             })
@@ -811,8 +814,7 @@ impl Backend for Embedded {
             }
             Ok(out)
         };
-        // A list page of point reads is quicker inline than a hand-off.
-        if n <= 128 {
+        if n <= INLINE_POINT_READS {
             self.lookup(get)
         } else {
             self.read(get).await
