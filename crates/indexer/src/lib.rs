@@ -25,14 +25,25 @@ const SEP: u8 = 0;
 /// Computes the stored summary of a raw message.
 pub fn summarize(raw: &[u8]) -> SummaryData {
     let keys = message::sort_keys(raw);
-    let headers = message::search_headers(raw)
+    let text = message::search_text(raw);
+    let headers = text
+        .headers
         .into_iter()
         .map(|(name, value)| (name, message::fold(&value)))
         .collect::<Vec<_>>();
+    // One value per line: a needle without a line break (the only kind the index is asked
+    // for) never matches across two values, just as SEARCH tests each value on its own.
+    let mut text_headers = String::new();
+    for (_, value) in &headers {
+        text_headers.push_str(value);
+        text_headers.push('\n');
+    }
     SummaryData {
         keys: encode_keys(&keys),
         headers: encode_fields(headers.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()])),
         fetch: render_fetch(raw),
+        text_headers,
+        text_body: message::fold(&text.body),
     }
 }
 

@@ -21,7 +21,7 @@
 //! - [`transfer`]: base64 and quoted-printable decoding.
 //! - [`charset`]: charset labels to UTF-8 (encoding_rs, mail-parser, ISO-2022-KR).
 //! - [`encoded_word`]: RFC 2047 [`decode_header_value`].
-//! - [`search`]: [`SearchText`], [`search_text`], [`search_headers`], [`fold`].
+//! - [`search`]: [`SearchText`], [`search_text`], [`fold`].
 //! - [`sort`]: [`SortKeys`], [`sort_keys`], [`base_subject`].
 
 #![deny(missing_docs)]
@@ -42,7 +42,7 @@ pub mod transfer;
 pub use address::Address;
 pub use encoded_word::decode_header_value;
 pub use envelope::{Envelope, envelope};
-pub use search::{SearchText, fold, search_headers, search_text};
+pub use search::{SearchText, fold, search_text};
 pub use section::{BinaryError, Section, SectionText, binary, binary_size, section};
 pub use sort::{SortKeys, base_subject, sort_keys};
 pub use structure::{BodyStructure, PartFields, body_structure};

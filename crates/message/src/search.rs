@@ -44,12 +44,6 @@ fn decoded_headers(h: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The decoded top-level header fields of a raw message (lower-case name, decoded value),
-/// without looking at the body: what the summary index keeps for header SEARCH keys.
-pub fn search_headers(raw: &[u8]) -> Vec<(String, String)> {
-    decoded_headers(header::split(raw).0)
-}
-
 /// Extracts the searchable text of a raw message.
 pub fn search_text(raw: &[u8]) -> SearchText {
     let root = mime::parse(raw);

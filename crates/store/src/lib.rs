@@ -150,6 +150,17 @@ pub trait Backend: Send + Sync {
     /// Runs `test(raw, &[])` on the bytes of every message of a mailbox; returns the non-zero
     /// results in UID order. For keys no summary serves: one pass, split over the CPU cores.
     async fn scan_messages(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>>;
+    /// The UIDs, ascending, of the messages of a mailbox whose indexed text (the summaries'
+    /// [`SummaryData::text_body`], and with [`TextField::Any`] also a header value) contains
+    /// `needle`, which is case-folded as the indexer folds. `None` when the index cannot
+    /// answer (a needle of fewer than three characters): the caller scans instead. Only
+    /// summarised messages are indexed, so summarise the mailbox's pending blobs first.
+    async fn search_text(
+        &self,
+        mailbox: MailboxId,
+        field: TextField,
+        needle: String,
+    ) -> Result<Option<Vec<Uid>>>;
 
     // ---- delivery and queue
     /// Durably stores one accepted message: a copy into the INBOX of each local account and,

@@ -360,6 +360,19 @@ pub struct SummaryData {
     pub headers: Vec<u8>,
     /// Encoded FETCH items.
     pub fetch: Vec<u8>,
+    /// The case-folded header values, one per line, for the body-text index (SEARCH TEXT).
+    pub text_headers: String,
+    /// The case-folded body text, for the body-text index (SEARCH BODY and TEXT).
+    pub text_body: String,
+}
+
+/// Where [`Backend::search_text`](crate::Backend::search_text) looks for its needle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextField {
+    /// The body text (SEARCH BODY).
+    Body,
+    /// A header value or the body text (SEARCH TEXT).
+    Any,
 }
 
 /// A per-message test run by the store's scans on blocking threads (several at once for raw

@@ -588,3 +588,68 @@ async fn quota_is_reported_and_enforced() {
     let r = m.cmd("RCPT TO:<lee@naver.test>", 452).await;
     assert!(r.text().starts_with("4.2.2"), "{r:?}");
 }
+
+/// SEARCH decodes Korean charsets and finds substrings inside words: three-character needles
+/// through the trigram index, shorter ones by parsing every message; both must agree.
+#[tokio::test]
+async fn search_korean_charsets_indexed_and_scanned() {
+    let s = TestServer::start().await;
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    // "회의는 취소되었습니다" in EUC-KR, "내일 회의 안내" in ISO-2022-KR, and a
+    // ks_c_5601-1987 encoded-word subject "회의 취소".
+    let euc_kr: &[u8] = &[
+        200, 184, 192, 199, 180, 194, 32, 195, 235, 188, 210, 181, 199, 190, 250, 189, 192, 180,
+        207, 180, 217,
+    ];
+    let iso_2022_kr: &[u8] = &[
+        27, 36, 41, 67, 14, 51, 59, 64, 79, 15, 32, 14, 72, 56, 64, 71, 15, 32, 14, 62, 72, 51,
+        59, 15,
+    ];
+    let messages: [(&str, &str, &[u8]); 3] = [
+        ("euc-kr", "Subject: a", euc_kr),
+        ("iso-2022-kr", "Subject: b", iso_2022_kr),
+        (
+            "us-ascii",
+            "Subject: =?ks_c_5601-1987?B?yLjAxyDD67zS?=",
+            b"see the subject",
+        ),
+    ];
+    for (charset, subject, body) in messages {
+        let mut m = format!(
+            "From: kim@daum.test\r\n{subject}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        )
+        .into_bytes();
+        m.extend_from_slice(body);
+        m.extend_from_slice(b"\r\n");
+        let tag = c.next_tag();
+        c.bump_tag();
+        let mut cmd = format!("{tag} APPEND INBOX {{{}+}}\r\n", m.len()).into_bytes();
+        cmd.extend_from_slice(&m);
+        cmd.extend_from_slice(b"\r\n");
+        c.send(&cmd).await;
+        assert!(c.until(&tag).await.ok());
+    }
+    assert!(c.cmd("SELECT INBOX").await.ok());
+    for (key, needle, expected) in [
+        ("BODY", "회의", "SEARCH 1 2"),
+        ("BODY", "회의는", "SEARCH 1"),
+        ("BODY", "취소되었", "SEARCH 1"),
+        ("BODY", "안내", "SEARCH 2"),
+        ("BODY", "일 회의 안", "SEARCH 2"),
+        ("BODY", "회의 취소", "SEARCH"),
+        ("TEXT", "회의 취소", "SEARCH 3"),
+        ("TEXT", "취소", "SEARCH 1 3"),
+        ("SUBJECT", "취소", "SEARCH 3"),
+        ("BODY", "SUBJ", "SEARCH 3"),
+        ("BODY", "ub", "SEARCH 3"),
+    ] {
+        let r = c
+            .cmd(&format!(
+                "SEARCH CHARSET UTF-8 {key} {{{}+}}\r\n{needle}",
+                needle.len()
+            ))
+            .await;
+        assert!(r.ok() && r.untagged == [expected], "{key} {needle}: {r:?}");
+    }
+}

@@ -224,6 +224,23 @@ fn unique_violation(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreE
     }
 }
 
+/// The FTS5 query that finds `needle` as a substring of the indexed text; `None` where the
+/// trigram index cannot answer.
+fn text_query(field: TextField, needle: &str) -> Option<String> {
+    // A phrase of consecutive trigrams is exactly a substring; a shorter needle has no trigram.
+    if needle.chars().count() < 3 {
+        return None;
+    }
+    let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+    Some(match field {
+        TextField::Body => format!("body : {phrase}"),
+        // Header values are indexed one per line; a phrase never spans two columns, and a
+        // needle without a line break never spans two values.
+        TextField::Any if needle.contains('\n') => return None,
+        TextField::Any => phrase,
+    })
+}
+
 /// Inserts (or finds) a blob by its hash.
 fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
     let inserted = conn
@@ -792,10 +809,15 @@ impl Backend for Embedded {
                     "INSERT OR REPLACE INTO fetch_parts (blob_id, data)
                      SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
                 )?;
+                let mut put_text = c.prepare_cached(
+                    "INSERT OR REPLACE INTO search_text (rowid, headers, body)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
+                )?;
                 let mut done = c.prepare_cached("DELETE FROM summary_todo WHERE blob_id = ?1")?;
                 for (blob, s) in &summaries {
                     put.execute(params![blob, s.keys, s.headers])?;
                     put_fetch.execute(params![blob, s.fetch])?;
+                    put_text.execute(params![blob, s.text_headers, s.text_body])?;
                     done.execute([blob])?;
                 }
                 Ok(())
@@ -899,6 +921,29 @@ impl Backend for Embedded {
             self.return_reader(c);
         }
         result
+    }
+
+    async fn search_text(
+        &self,
+        mailbox: MailboxId,
+        field: TextField,
+        needle: String,
+    ) -> Result<Option<Vec<Uid>>> {
+        let Some(query) = text_query(field, &needle) else {
+            return Ok(None);
+        };
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.uid FROM messages m WHERE m.mailbox_id = ?1 AND m.blob_id IN
+                   (SELECT rowid FROM search_text WHERE search_text MATCH ?2)
+                 ORDER BY m.uid",
+            )?;
+            let uids = stmt
+                .query_map(params![mailbox.0, query], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<Uid>>>()?;
+            Ok(Some(uids))
+        })
+        .await
     }
 
     async fn deliver(&self, d: Delivery) -> Result<DeliveryReceipt> {
