@@ -56,6 +56,9 @@ pub struct Settings {
     pub max_bad_commands: u32,
     /// Storage quota per account in octets (0: unlimited).
     pub quota: u64,
+    /// Advertise LITERAL- instead of LITERAL+: non-synchronising literals over 4096 octets
+    /// are refused with BAD [TOOBIG] (RFC 7888).
+    pub literal_minus: bool,
 }
 
 /// One IMAP listener's shared state.

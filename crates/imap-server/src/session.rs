@@ -39,6 +39,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const FLUSH_AT: usize = 256 * 1024;
 /// Room for the command around an APPEND literal.
 const COMMAND_SLACK: u32 = 64 * 1024;
+/// Largest non-synchronising literal accepted when LITERAL- is advertised (RFC 7888 4).
+const LITERAL_MINUS_MAX: u32 = 4096;
 
 /// Why a session ends.
 #[derive(Debug)]
@@ -178,7 +180,10 @@ impl Session {
                     announcement: Some(LiteralAnnouncement { mode, length }),
                     ..
                 }) => {
-                    let limit = self.srv.settings.max_append;
+                    let limit = match mode {
+                        LiteralMode::NonSync => self.non_sync_limit(),
+                        LiteralMode::Sync => self.srv.settings.max_append,
+                    };
                     if length > limit {
                         let tag = self
                             .frag
@@ -197,7 +202,8 @@ impl Session {
                                 return Ok(Next::Refused);
                             }
                             LiteralMode::NonSync => {
-                                // The bytes are coming anyway: consume them, then refuse (RFC 7888 4).
+                                // The bytes are coming anyway: consume them, then refuse with
+                                // BAD [TOOBIG] below (RFC 7888 4).
                                 self.frag.poison_message();
                             }
                         }
@@ -237,6 +243,16 @@ impl Session {
                 Ok(b)
             }
             Next::Refused => Ok(Vec::new()),
+        }
+    }
+
+    /// Largest non-synchronising literal: APPENDLIMIT with LITERAL+, 4096 with LITERAL-.
+    fn non_sync_limit(&self) -> u32 {
+        let s = &self.srv.settings;
+        if s.literal_minus {
+            s.max_append.min(LITERAL_MINUS_MAX)
+        } else {
+            s.max_append
         }
     }
 
@@ -457,9 +473,14 @@ impl Session {
     }
 
     pub(crate) fn capabilities(&self) -> String {
+        let literal = if self.srv.settings.literal_minus {
+            "LITERAL-"
+        } else {
+            "LITERAL+"
+        };
         let mut caps = vec![
             "IMAP4rev1",
-            "LITERAL+",
+            literal,
             "SASL-IR",
             "ID",
             "ENABLE",
