@@ -4,8 +4,10 @@
 //! complete message is decoded with `CommandCodec`. Checks: no panic; the buffered message
 //! never exceeds the limit by more than one read; random chunking gives the same events as
 //! one-shot feeding; a decoded command encodes to bytes that decode, and re-encoding is
-//! stable. The same bytes also go through modified UTF-7 (`proto_imap::mutf7`) and the MIME
-//! views of `message`.
+//! stable. The same bytes also go through modified UTF-7 (`proto_imap::mutf7`), the MIME
+//! views of `message`, and COMPRESS=DEFLATE (`proto_imap::deflate`): inflating them as a
+//! client's compressed stream ends in an error or in output, never a panic or a loop, at most
+//! one chunk per call; and deflating them inflates back to the same bytes at any chunking.
 #![no_main]
 
 use imap_codec::CommandCodec;
@@ -158,6 +160,41 @@ fn mime(data: &[u8]) {
     let _ = message::search_text(data);
 }
 
+/// Inflates `wire` in `chunk`-sized reads the way the session does; `None` on an error.
+fn inflate_chunked(wire: &[u8], chunk: usize) -> Option<Vec<u8>> {
+    use proto_imap::deflate::{Deflate, INFLATE_CHUNK};
+    let mut z = Deflate::new();
+    let mut plain = Vec::new();
+    for piece in wire.chunks(chunk.max(1)) {
+        let mut rest = piece;
+        loop {
+            let before = plain.len();
+            let n = z.inflate(rest, &mut plain).ok()?;
+            assert!(plain.len() - before <= INFLATE_CHUNK);
+            assert!(n <= rest.len());
+            assert!(
+                rest.is_empty() || n > 0 || plain.len() > before,
+                "no progress"
+            );
+            rest = &rest[n..];
+            if rest.is_empty() && !z.has_output() {
+                break;
+            }
+        }
+    }
+    Some(plain)
+}
+
+fn deflate(data: &[u8], chunk: usize) {
+    let _ = inflate_chunked(data, chunk);
+    let mut z = proto_imap::deflate::Deflate::new();
+    let mut wire = Vec::new();
+    for part in data.chunks(chunk.max(1)) {
+        z.deflate(part, &mut wire).unwrap();
+    }
+    assert_eq!(inflate_chunked(&wire, chunk * 3 + 1).as_deref(), Some(data));
+}
+
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {
         return;
@@ -184,4 +221,5 @@ fuzz_target!(|data: &[u8]| {
 
     mutf7(input);
     mime(input);
+    deflate(input, usize::from(data[3]) + 1);
 });

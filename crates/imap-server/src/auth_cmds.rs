@@ -14,6 +14,11 @@ impl Session {
         if self.is_tls() {
             return self.bad(tag, "Already using TLS");
         }
+        if self.is_compressed() {
+            // RFC 4978 4: TLS may not start above compression. COMPRESS needs a login, which
+            // already rules STARTTLS out; this keeps the rule if that ever changes.
+            return self.bad(tag, "STARTTLS after COMPRESS is not allowed");
+        }
         self.ok(tag, "Begin TLS negotiation now")?;
         self.start_tls().await
     }

@@ -6,7 +6,7 @@
 //! with the store at command boundaries and whenever the store signals a change (IDLE).
 //!
 //! # Layout
-//! * `session`: the connection loop, literals, state, dispatch, IDLE.
+//! * `session`: the connection loop, literals, COMPRESS, state, dispatch, IDLE.
 //! * `selected`: the selected mailbox: sequence numbers, resync, untagged updates.
 //! * `names`: mailbox names on the wire (UTF-8 or modified UTF-7) and LIST pattern matching.
 //! * `auth_cmds`: CAPABILITY, LOGIN, AUTHENTICATE, STARTTLS, ENABLE, ID, NAMESPACE.
@@ -56,6 +56,9 @@ pub struct Settings {
     pub max_bad_commands: u32,
     /// Storage quota per account in octets (0: unlimited).
     pub quota: u64,
+    /// Advertise LITERAL- instead of LITERAL+: non-synchronising literals over 4096 octets
+    /// are refused with BAD [TOOBIG] (RFC 7888).
+    pub literal_minus: bool,
 }
 
 /// One IMAP listener's shared state.

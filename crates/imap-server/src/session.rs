@@ -8,11 +8,16 @@
 //! * State: `user` (authenticated) and `selected` (a mailbox view). Which commands each state
 //!   allows is the table in [`Session::allowed`].
 //! * Replies go to `out` and are flushed before every read, and early when large.
+//! * After COMPRESS DEFLATE (RFC 4978) `flush` compresses `out` (ending with a sync flush) and
+//!   input is inflated in chunks of at most `INFLATE_CHUNK` octets before it reaches the
+//!   Fragmentizer: the next chunk is inflated only once the Fragmentizer has used up the last,
+//!   exactly as the next socket read is, so compressed input is bounded like plain input.
 //! * Before the tagged reply of most commands the selected view is resynced with the store and
 //!   the differences are sent as untagged EXISTS/EXPUNGE/FETCH; EXPUNGE is held back during
 //!   FETCH, STORE and SEARCH (RFC 9051 7.5.1).
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +28,7 @@ use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::LiteralMode;
 use net::{Connection, Shutdown, Stream};
+use proto_imap::deflate::Deflate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ImapServer;
@@ -33,6 +39,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const FLUSH_AT: usize = 256 * 1024;
 /// Room for the command around an APPEND literal.
 const COMMAND_SLACK: u32 = 64 * 1024;
+/// Largest non-synchronising literal accepted when LITERAL- is advertised (RFC 7888 4).
+const LITERAL_MINUS_MAX: u32 = 4096;
 
 /// Why a session ends.
 #[derive(Debug)]
@@ -62,6 +70,14 @@ pub(crate) struct Session {
     frag: Fragmentizer,
     out: Vec<u8>,
     read_buf: Vec<u8>,
+    /// COMPRESS=DEFLATE is active: the compressor and decompressor (a few hundred KiB, only
+    /// for sessions that asked).
+    deflate: Option<Deflate>,
+    /// With `deflate`: the part of `read_buf` read from the socket but not yet inflated.
+    wire: Range<usize>,
+    /// With `deflate`: inflated input on its way to the Fragmentizer, and compressed output
+    /// on its way to the socket (never both at once).
+    zbuf: Vec<u8>,
     /// The authenticated user.
     pub(crate) user: Option<Identity>,
     /// The selected mailbox.
@@ -92,6 +108,9 @@ impl Session {
             frag: Fragmentizer::new(limit),
             out: Vec::with_capacity(1024),
             read_buf: vec![0; READ_CHUNK],
+            deflate: None,
+            wire: 0..0,
+            zbuf: Vec::new(),
             user: None,
             selected: None,
             utf8: false,
@@ -161,7 +180,10 @@ impl Session {
                     announcement: Some(LiteralAnnouncement { mode, length }),
                     ..
                 }) => {
-                    let limit = self.srv.settings.max_append;
+                    let limit = match mode {
+                        LiteralMode::NonSync => self.non_sync_limit(),
+                        LiteralMode::Sync => self.srv.settings.max_append,
+                    };
                     if length > limit {
                         let tag = self
                             .frag
@@ -180,7 +202,8 @@ impl Session {
                                 return Ok(Next::Refused);
                             }
                             LiteralMode::NonSync => {
-                                // The bytes are coming anyway: consume them, then refuse (RFC 7888 4).
+                                // The bytes are coming anyway: consume them, then refuse with
+                                // BAD [TOOBIG] below (RFC 7888 4).
                                 self.frag.poison_message();
                             }
                         }
@@ -191,9 +214,7 @@ impl Session {
                 Some(_) => {}
                 None => {
                     let timeout = self.timeout();
-                    let n = self.read_some(timeout).await?;
-                    let Session { frag, read_buf, .. } = self;
-                    frag.enqueue_bytes(&read_buf[..n]);
+                    self.fill(timeout).await?;
                     continue;
                 }
             }
@@ -225,8 +246,35 @@ impl Session {
         }
     }
 
-    /// Flushes replies, then reads more bytes (with the autologout timeout).
-    pub(crate) async fn read_some(&mut self, timeout: Duration) -> Result<usize, End> {
+    /// Largest non-synchronising literal: APPENDLIMIT with LITERAL+, 4096 with LITERAL-.
+    fn non_sync_limit(&self) -> u32 {
+        let s = &self.srv.settings;
+        if s.literal_minus {
+            s.max_append.min(LITERAL_MINUS_MAX)
+        } else {
+            s.max_append
+        }
+    }
+
+    /// Gives the Fragmentizer more input: the next inflated chunk if compressed bytes are
+    /// waiting, else what the socket delivers (with the autologout timeout).
+    async fn fill(&mut self, timeout: Duration) -> Flow {
+        loop {
+            if self.inflate_buffered()? {
+                return Ok(());
+            }
+            let n = self.read_some(timeout).await?;
+            if self.deflate.is_none() {
+                let Session { frag, read_buf, .. } = self;
+                frag.enqueue_bytes(&read_buf[..n]);
+                return Ok(());
+            }
+            self.wire = 0..n;
+        }
+    }
+
+    /// Flushes replies, then reads more bytes (with the autologout timeout) into `read_buf`.
+    async fn read_some(&mut self, timeout: Duration) -> Result<usize, End> {
         self.flush().await?;
         let stream = self.stream.as_mut().ok_or(End::Disconnected)?;
         let mut shutdown = self.shutdown.clone();
@@ -248,38 +296,120 @@ impl Session {
         }
     }
 
-    /// Whether bytes are waiting in the input buffer or the socket is readable (IDLE).
-    pub(crate) async fn readable(&mut self) -> Result<usize, End> {
+    /// COMPRESS: inflates the compressed bytes waiting in `read_buf` into the Fragmentizer,
+    /// one chunk at most; whether anything was enqueued. A corrupt stream ends the session.
+    fn inflate_buffered(&mut self) -> Result<bool, End> {
+        let Session {
+            deflate: Some(z),
+            read_buf,
+            wire,
+            zbuf,
+            frag,
+            ..
+        } = self
+        else {
+            return Ok(false);
+        };
+        zbuf.clear();
+        let mut result = Ok(());
+        // Input may be taken without output (a block header); loop until output or dry.
+        while zbuf.is_empty() && (wire.start < wire.end || z.has_output()) {
+            match z.inflate(&read_buf[wire.clone()], zbuf) {
+                Ok(n) => wire.start += n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        frag.enqueue_bytes(zbuf);
+        let enqueued = !zbuf.is_empty();
+        if let Err(e) = result {
+            tracing::info!(peer = %self.peer, "closing IMAP session: {e}");
+            self.untagged("BYE Corrupt compressed input");
+            return Err(End::Closed);
+        }
+        Ok(enqueued)
+    }
+
+    /// Waits until more input reaches the Fragmentizer (IDLE). Cancel-safe: nothing is consumed
+    /// unless it returns.
+    pub(crate) async fn readable(&mut self) -> Flow {
+        if self.inflate_buffered()? {
+            return Ok(());
+        }
         let stream = self.stream.as_mut().ok_or(End::Disconnected)?;
         match stream.read(&mut self.read_buf).await {
             Ok(0) | Err(_) => Err(End::Disconnected),
+            Ok(n) if self.deflate.is_some() => {
+                self.wire = 0..n;
+                // A partial block may inflate to nothing yet; the IDLE loop then calls again.
+                self.inflate_buffered().map(|_| ())
+            }
             Ok(n) => {
                 let Session { frag, read_buf, .. } = self;
                 frag.enqueue_bytes(&read_buf[..n]);
-                Ok(n)
+                Ok(())
             }
         }
     }
 
+    /// Writes `out` to the socket (compressed after COMPRESS, each flush a sync flush).
     pub(crate) async fn flush(&mut self) -> Flow {
         if self.out.is_empty() {
             return Ok(());
         }
         let stream = self.stream.as_mut().ok_or(End::Disconnected)?;
+        let wire = match self.deflate.as_mut() {
+            Some(z) => {
+                self.zbuf.clear();
+                if let Err(e) = z.deflate(&self.out, &mut self.zbuf) {
+                    tracing::warn!(peer = %self.peer, "IMAP compression failed: {e}");
+                    return Err(End::Disconnected);
+                }
+                &self.zbuf
+            }
+            None => &self.out,
+        };
         let write = async {
-            stream.write_all(&self.out).await?;
+            stream.write_all(wire).await?;
             stream.flush().await
         };
         match tokio::time::timeout(Duration::from_secs(300), write).await {
             Ok(Ok(())) => {
                 self.out.clear();
+                self.zbuf.clear();
                 if self.out.capacity() > 4 * FLUSH_AT {
                     self.out.shrink_to(1024);
+                }
+                if self.zbuf.capacity() > 4 * FLUSH_AT {
+                    self.zbuf.shrink_to(READ_CHUNK);
                 }
                 Ok(())
             }
             _ => Err(End::Disconnected),
         }
+    }
+
+    /// COMPRESS DEFLATE (RFC 4978): the tagged OK goes out uncompressed, everything after it
+    /// in both directions is compressed.
+    pub(crate) async fn start_compression(&mut self, tag: &str) -> Flow {
+        if self.deflate.is_some() {
+            return self.no(tag, "[COMPRESSIONACTIVE] DEFLATE is already active");
+        }
+        // RFC 4978 3: the client sends nothing more until it has seen our answer, so input
+        // buffered behind COMPRESS broke that rule; it was read as plaintext and cannot be
+        // told apart from compressed data. Refuse rather than guess.
+        if self.frag.progress().is_some() || !self.frag.message_bytes().is_empty() {
+            self.untagged("BYE Input after COMPRESS before its response (RFC 4978 3)");
+            self.tagged(tag, "BAD", "Commands pipelined after COMPRESS");
+            return Err(End::Closed);
+        }
+        self.ok(tag, "DEFLATE active")?;
+        self.flush().await?;
+        self.deflate = Some(Deflate::new());
+        self.wire = 0..0;
+        Ok(())
     }
 
     pub(crate) fn out(&mut self) -> &mut Vec<u8> {
@@ -325,6 +455,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether COMPRESS DEFLATE is active.
+    pub(crate) fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     pub(crate) fn is_tls(&self) -> bool {
         self.stream.as_ref().is_some_and(Stream::is_tls)
     }
@@ -338,9 +473,14 @@ impl Session {
     }
 
     pub(crate) fn capabilities(&self) -> String {
+        let literal = if self.srv.settings.literal_minus {
+            "LITERAL-"
+        } else {
+            "LITERAL+"
+        };
         let mut caps = vec![
             "IMAP4rev1",
-            "LITERAL+",
+            literal,
             "SASL-IR",
             "ID",
             "ENABLE",
@@ -369,6 +509,9 @@ impl Session {
                 "UTF8=ACCEPT",
                 "STATUS=SIZE",
             ]);
+            // COMPRESS is an authenticated-state command (RFC 4978 5), so it is offered only
+            // then, as Dovecot does; that also keeps it from being announced before STARTTLS.
+            caps.push("COMPRESS=DEFLATE");
         }
         let mut s = caps.join(" ");
         if self.user.is_some() {
@@ -383,6 +526,7 @@ impl Session {
         let Some(acceptor) = self.srv.tls.clone() else {
             return Err(End::Closed);
         };
+
         self.flush().await?;
         let limit = self.srv.settings.max_append.saturating_add(COMMAND_SLACK);
         self.frag = Fragmentizer::new(limit);
@@ -648,6 +792,7 @@ impl Session {
                     .await
             }
             C::Idle => self.handle_idle(&tag).await,
+            C::Compress { .. } => self.start_compression(&tag).await,
             C::GetQuotaRoot { mailbox } => self.handle_getquotaroot(&tag, &mailbox).await,
             C::GetQuota { root } => {
                 let root = String::from_utf8_lossy(root.as_ref()).into_owned();

@@ -29,6 +29,8 @@ pub struct Config {
     pub limits: Limits,
     /// Authentication policy.
     pub auth: Auth,
+    /// IMAP protocol options.
+    pub imap: Imap,
 }
 
 /// Listener addresses (`host:port`).
@@ -165,6 +167,15 @@ impl Default for Auth {
     }
 }
 
+/// IMAP protocol options (IMAP sizes and timeouts are in `[limits]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imap {
+    /// Advertise LITERAL- instead of LITERAL+ (RFC 7888): non-synchronising literals over
+    /// 4096 octets are refused with BAD [TOOBIG]. Default false (LITERAL+, like Dovecot).
+    pub literal_minus: bool,
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -176,6 +187,7 @@ impl Default for Config {
             relay: Relay::default(),
             limits: Limits::default(),
             auth: Auth::default(),
+            imap: Imap::default(),
         }
     }
 }
@@ -276,6 +288,13 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.listeners(), Listen::loopback_defaults());
         assert_eq!(c.limits.max_recipients, 100);
+        assert!(!c.imap.literal_minus);
+    }
+
+    #[test]
+    fn imap_table() {
+        let c = Config::parse("[imap]\nliteral_minus = true\n").unwrap();
+        assert!(c.imap.literal_minus);
     }
 
     #[test]
@@ -297,6 +316,8 @@ mod tests {
             ("[tls]\ncert = \"/x.pem\"", "tls.key"),
             ("hostname = \"bad host\"", "hostname"),
             ("[relay.routes]\n\"daum.test\" = \"nohost\"", "relay.routes"),
+            ("[imap]\nliteral_plus = true", "literal_plus"),
+            ("[imap]\nliteral_minus = 1", "literal_minus"),
         ] {
             let err = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(

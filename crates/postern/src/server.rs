@@ -150,6 +150,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         plaintext_auth_on_loopback: config.auth.plaintext_on_loopback,
         max_bad_commands: 20,
         quota: l.mailbox_quota,
+        literal_minus: config.imap.literal_minus,
     };
     for (name, addr, implicit) in [("imap", listen.imap, false), ("imaps", listen.imaps, true)] {
         if let Some((socket, tls, starttls)) = start_listener(name, addr, implicit).await? {

@@ -2,6 +2,7 @@
 //! BODY and BODYSTRUCTURE (from the `message` crate's views of a stored message) and mailbox
 //! names (modified UTF-7 or, after `ENABLE UTF8=ACCEPT`, UTF-8). Everything appends bytes to a
 //! caller-supplied `Vec<u8>` in exact RFC 9051 / RFC 3501 wire syntax; nothing performs I/O.
+//! The COMPRESS=DEFLATE layer ([`deflate`]) lives here too, for the same reason.
 //!
 //! # Layout
 //!
@@ -9,9 +10,11 @@
 //! - [`fetch`]: [`envelope`], [`body_structure`] and address lists.
 //! - [`mutf7`]: modified UTF-7 [`mutf7::encode`] / [`mutf7::decode`].
 //! - [`mailbox_name`]: a mailbox name as an IMAP string.
+//! - [`deflate`]: COMPRESS=DEFLATE (RFC 4978) for both directions, in bounded chunks.
 
 #![deny(missing_docs)]
 
+pub mod deflate;
 pub mod fetch;
 pub mod mutf7;
 pub mod string;

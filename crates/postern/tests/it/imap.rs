@@ -652,4 +652,67 @@ async fn search_korean_charsets_indexed_and_scanned() {
             .await;
         assert!(r.ok() && r.untagged == [expected], "{key} {needle}: {r:?}");
     }
+
+#[tokio::test]
+async fn literal_minus_refuses_large_non_synchronising_literals() {
+    let s = TestServer::with_config("[imap]\nliteral_minus = true").await;
+    let (mut c, greeting) = Imap::connect(s.imap()).await;
+    assert!(
+        greeting.contains(" LITERAL- ") && !greeting.contains("LITERAL+"),
+        "{greeting}"
+    );
+    // A small non-synchronising literal is fine.
+    let r = c
+        .cmd(&format!("LOGIN {{14+}}\r\nlee@naver.test \"{PASSWORD}\""))
+        .await;
+    assert!(r.ok(), "{r:?}");
+    let r = c.cmd("CAPABILITY").await;
+    assert!(r.has(" LITERAL- ") && !r.has("LITERAL+"), "{r:?}");
+
+    // Over 4096: the bytes are read and dropped (not run as the commands they look like),
+    // the command gets BAD [TOOBIG], and the session goes on.
+    let evil = format!("Subject: x\r\n\r\n{}", "q1 CREATE Evil\r\n".repeat(320));
+    assert!(evil.len() > 5000);
+    let r = c
+        .cmd(&format!("APPEND INBOX {{{}+}}\r\n{evil}", evil.len()))
+        .await;
+    assert!(r.status.starts_with("BAD [TOOBIG]"), "{r:?}");
+    assert!(c.cmd("NOOP").await.ok());
+    let r = c.cmd("LIST \"\" \"*\"").await;
+    assert!(r.ok() && !r.has("Evil"), "{r:?}");
+    assert!(s.messages("lee@naver.test", "INBOX").await.is_empty());
+
+    // Exactly 4096 is allowed, and a large synchronising literal still is too.
+    let head = "Subject: y\r\n\r\n";
+    let at_limit = format!("{head}{}", "z".repeat(4096 - head.len()));
+    assert_eq!(at_limit.len(), 4096);
+    let r = c
+        .cmd(&format!("APPEND INBOX {{4096+}}\r\n{at_limit}"))
+        .await;
+    assert!(r.status.starts_with("OK [APPENDUID "), "{r:?}");
+    let tag = c.next_tag();
+    c.bump_tag();
+    c.send(format!("{tag} APPEND INBOX {{{}}}\r\n", evil.len()).as_bytes())
+        .await;
+    assert!(c.line().await.unwrap().starts_with("+ "));
+    c.send(format!("{evil}\r\n").as_bytes()).await;
+    let r = c.until(&tag).await;
+    assert!(r.status.starts_with("OK [APPENDUID "), "{r:?}");
+    assert_eq!(s.messages("lee@naver.test", "INBOX").await.len(), 2);
+}
+
+#[tokio::test]
+async fn literal_plus_by_default() {
+    let s = TestServer::start().await;
+    let (_, greeting) = Imap::connect(s.imap()).await;
+    assert!(
+        greeting.contains(" LITERAL+ ") && !greeting.contains("LITERAL-"),
+        "{greeting}"
+    );
+    let mut c = Imap::login(s.imap(), "lee@naver.test").await;
+    let body = format!("Subject: x\r\n\r\n{}", "a".repeat(5000));
+    let r = c
+        .cmd(&format!("APPEND INBOX {{{}+}}\r\n{body}", body.len()))
+        .await;
+    assert!(r.status.starts_with("OK [APPENDUID "), "{r:?}");
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod crash;
 mod imap;
+mod imap_compress;
 mod imap_interop;
 mod interop;
 mod smtp_mx;
