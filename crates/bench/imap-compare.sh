@@ -35,6 +35,7 @@ DPORT=1143                   # Dovecot IMAP (peers)
 QUERIES=(--then "UID SEARCH FROM user32@daum" --then "UID SEARCH SUBJECT notice"
   --then "UID SORT (DATE) UTF-8 ALL" --then "UID SORT (SUBJECT) UTF-8 ALL"
   --then "UID THREAD REFERENCES UTF-8 ALL" --then "UID SEARCH BODY zzzzqqq"
+  --then "UID SEARCH BODY \"budget for the new\"" --then "UID SEARCH TEXT \"quarterly report\""
   --then "UID FETCH 99951:100000 (UID FLAGS RFC822.SIZE ENVELOPE)"
   --then "UID FETCH 99951:100000 (BODYSTRUCTURE)")
 out=${OUT:-$root/target/bench-imap-$(date +%Y%m%d-%H%M%S).jsonl}

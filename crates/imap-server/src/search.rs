@@ -1,9 +1,8 @@
 //! SEARCH (RFC 9051 6.4.4): evaluates search keys over the selected mailbox. Metadata keys
 //! (flags, sizes, dates, sequence sets, MODSEQ) use the view. Text keys match case-insensitive
 //! substrings of the decoded headers and body (any charset): header keys and sent dates read
-//! the message summaries (crate `indexer`), BODY and TEXT query the store's trigram index of
-//! the same text; needles too short for trigrams parse every message in one store scan
-//! (`message::search_text`).
+//! the message summaries (crate `indexer`); BODY and TEXT also read the body text the indexer
+//! decoded and folded, in one scan split over the cores.
 
 use imap_codec::imap_types::search::SearchKey;
 use store::{Flags, MessageMeta};
@@ -212,84 +211,26 @@ impl Eval<'_> {
     }
 }
 
-/// Runs the probes over every message of the mailbox. BODY and TEXT are phrase queries on the
-/// store's body-text index; header keys and sent dates scan the summaries (no parsing). Where
-/// the index cannot answer a needle (fewer than three characters), one scan over the raw
-/// messages answers every probe instead. Returns (UID, bits) in UID order, for messages with
-/// at least one bit set.
+/// Runs the probes over every message of the mailbox in one store scan of the summaries
+/// (header fields, sent dates and, when a probe needs it, the body text; no parsing). Returns
+/// (UID, bits) in UID order, for messages with at least one bit set.
 async fn scan(
     store: &store::Store,
     mailbox: store::MailboxId,
     probes: Vec<Probe>,
 ) -> Result<Vec<(store::Uid, u64)>, store::StoreError> {
     indexer::ensure(store, mailbox).await?;
-    let mut hits: Vec<(store::Uid, u64)> = Vec::new();
-    let mut indexed = 0u64;
-    for (i, p) in probes.iter().enumerate() {
-        let (field, needle) = match p {
-            Probe::Body(n) => (store::TextField::Body, n),
-            Probe::Text(n) => (store::TextField::Any, n),
-            _ => continue,
-        };
-        match store.search_text(mailbox, field, needle.clone()).await? {
-            Some(uids) => hits.extend(uids.into_iter().map(|uid| (uid, 1 << i))),
-            None => return scan_messages(store, mailbox, probes).await,
-        }
-        indexed |= 1 << i;
-    }
-    if indexed.count_ones() as usize != probes.len() {
-        // The index answered the text probes; the test leaves their bits alone (a TEXT
-        // probe's header-only answer here would be a subset of the index's anyway).
-        let summaries = store
-            .scan_summaries(
-                mailbox,
-                Box::new(move |keys, headers| {
-                    let headers: Vec<(&str, &str)> = indexer::header_fields(headers).collect();
-                    probe_bits(&probes, indexer::sent_date(keys), &headers, None) & !indexed
-                }),
-            )
-            .await?;
-        hits.extend(summaries);
-    }
-    // Merge the per-probe UID lists into one bit set per message.
-    hits.sort_unstable_by_key(|(uid, _)| *uid);
-    hits.dedup_by(|next, kept| {
-        let same = next.0 == kept.0;
-        if same {
-            kept.1 |= next.1;
-        }
-        same
-    });
-    hits.retain(|(_, bits)| *bits != 0);
-    Ok(hits)
-}
-
-/// Answers every probe by parsing every message (`message::search_text`), for needles the
-/// body-text index cannot answer.
-async fn scan_messages(
-    store: &store::Store,
-    mailbox: store::MailboxId,
-    probes: Vec<Probe>,
-) -> Result<Vec<(store::Uid, u64)>, store::StoreError> {
+    let bodies = probes
+        .iter()
+        .any(|p| matches!(p, Probe::Body(_) | Probe::Text(_)));
     store
-        .scan_messages(
+        .scan_summaries(
             mailbox,
-            Box::new(move |raw, _| {
-                let text = message::search_text(raw);
-                let sent = text
-                    .headers
-                    .iter()
-                    .find(|(n, _)| n == "date")
-                    .and_then(|(_, v)| message::sort::parse_date(v.as_bytes()));
-                let folded: Vec<(&str, String)> = text
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), message::fold(v)))
-                    .collect();
-                let headers: Vec<(&str, &str)> =
-                    folded.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                let body = message::fold(&text.body);
-                probe_bits(&probes, sent, &headers, Some(&body))
+            bodies,
+            Box::new(move |row| {
+                let headers: Vec<(&str, &str)> = indexer::header_fields(row.headers).collect();
+                let body = bodies.then(|| indexer::body_text(row.body));
+                probe_bits(&probes, indexer::sent_date(row.keys), &headers, body)
             }),
         )
         .await

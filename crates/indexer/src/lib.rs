@@ -1,11 +1,11 @@
-//! Message summaries: what SEARCH and SORT need of a message (sort/thread keys and the decoded,
-//! case-folded header fields), extracted once per stored blob so that a SEARCH FROM or a SORT
-//! over 100,000 messages reads small rows instead of parsing every message; and the FETCH
+//! Message summaries: what SEARCH and SORT need of a message (sort/thread keys, the decoded,
+//! case-folded header fields and body text), extracted once per stored blob so that a SEARCH
+//! or a SORT over 100,000 messages reads rows instead of parsing every message; and the FETCH
 //! items a message list asks for (ENVELOPE, BODYSTRUCTURE), rendered once.
 //!
 //! The store keeps summaries as opaque bytes ([`store::SummaryData`]); this crate alone knows
 //! their encoding ([`summarize`] writes it; [`decode_keys`], [`header_fields`],
-//! [`sent_date`] and [`fetch_parts`] read it). A background task
+//! [`sent_date`], [`body_text`] and [`fetch_parts`] read it). A background task
 //! ([`run`]) summarises new blobs shortly after they arrive; [`ensure`] summarises whatever a
 //! mailbox still lacks before a SEARCH or SORT relies on the summaries.
 
@@ -18,6 +18,9 @@ use store::{MailboxId, Store, StoreError, SummaryData};
 const BATCH: usize = 256;
 /// How often the background task looks for new blobs when it has nothing to do.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// While mail is arriving: this many blobs per pause.
+const BUSY_BATCH: usize = 16;
+const BUSY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Field separator of the encoding. Decoded text never contains NUL ([`clean`] removes it).
 const SEP: u8 = 0;
@@ -31,19 +34,11 @@ pub fn summarize(raw: &[u8]) -> SummaryData {
         .into_iter()
         .map(|(name, value)| (name, message::fold(&value)))
         .collect::<Vec<_>>();
-    // One value per line: a needle without a line break (the only kind the index is asked
-    // for) never matches across two values, just as SEARCH tests each value on its own.
-    let mut text_headers = String::new();
-    for (_, value) in &headers {
-        text_headers.push_str(value);
-        text_headers.push('\n');
-    }
     SummaryData {
         keys: encode_keys(&keys),
         headers: encode_fields(headers.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()])),
         fetch: render_fetch(raw),
-        text_headers,
-        text_body: message::fold(&text.body),
+        body: message::fold(&text.body).into_bytes(),
     }
 }
 
@@ -96,6 +91,11 @@ pub fn fetch_parts(bytes: &[u8]) -> Option<FetchParts<'_>> {
 pub fn header_fields(bytes: &[u8]) -> impl Iterator<Item = (&str, &str)> + '_ {
     let mut f = fields(bytes);
     std::iter::from_fn(move || Some((f.next()?, f.next()?)))
+}
+
+/// The folded body text of stored body bytes (empty for a damaged row).
+pub fn body_text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
 }
 
 /// The sent date (the `Date` header, Unix seconds) of stored summary keys.
@@ -227,12 +227,22 @@ pub async fn ensure(store: &Store, mailbox: MailboxId) -> Result<usize, StoreErr
 }
 
 /// Summarises new blobs in the background until `stop` completes: in batches while there is a
-/// backlog (newest first), polling every half second when there is none.
+/// backlog (newest first), polling every half second when there is none. While mail is
+/// arriving it yields: a small batch a second, so a burst of deliveries is not slowed by
+/// re-reading and storing the text of what just arrived; the backlog is summarised once the
+/// burst is over, or by [`ensure`] when a SEARCH needs it sooner.
 pub async fn run(store: Store, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
+    // No reading yet counts as busy: a small batch first, then two readings tell.
+    let mut seen = None;
     loop {
-        let wait = match store.summarize_pending(None, BATCH, summarize).await {
+        let now = store.store_activity();
+        let busy = seen != Some(now);
+        seen = Some(now);
+        let limit = if busy { BUSY_BATCH } else { BATCH };
+        let wait = match store.summarize_pending(None, limit, summarize).await {
             Ok(0) => IDLE_POLL,
+            Ok(_) if busy => BUSY_PAUSE,
             Ok(_) => Duration::ZERO,
             Err(e) => {
                 tracing::warn!("summarising messages: {e}");

@@ -120,7 +120,8 @@ async fn ensure_summarises_a_mailbox_and_deletion_drops_summaries() {
     let hits = store
         .scan_summaries(
             inbox.id,
-            Box::new(|_, h| u64::from(header_fields(h).any(|f| f == ("subject", "m42")))),
+            false,
+            Box::new(|row| u64::from(header_fields(row.headers).any(|f| f == ("subject", "m42")))),
         )
         .await
         .unwrap();
@@ -176,4 +177,56 @@ async fn the_background_task_drains_the_backlog_and_stops_when_told() {
         .expect("task stops")
         .unwrap();
     assert_eq!(ensure(&store, inbox.id).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_task_yields_while_mail_arrives() {
+    let (_dir, store, inbox) = store_with_inbox().await;
+    let msg = |i: usize| NewMessage {
+        data: format!("Subject: s{i}\r\n\r\nhi\r\n").into_bytes(),
+        internal_date: 1_700_000_000,
+        flags: Flags::default(),
+    };
+    store
+        .append(inbox.id, (0..300).map(msg).collect())
+        .await
+        .unwrap();
+    let summarised = || async {
+        let keys = store.summary_keys(inbox.id).await.unwrap();
+        keys.iter().filter(|(_, k)| k.is_some()).count()
+    };
+    // Deliveries every 50 ms for 1.5 s, the indexer started in the middle of them.
+    let arriving = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 300..330 {
+                store.append(inbox.id, vec![msg(i)]).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(store.clone(), async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Two small batches at most while busy, not the whole backlog.
+    let while_busy = summarised().await;
+    assert!(
+        while_busy <= 2 * BUSY_BATCH,
+        "{while_busy} summarised while busy"
+    );
+    arriving.await.unwrap();
+    // Once mail stops arriving, the backlog goes at full speed.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while summarised().await < 330 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog not drained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap();
 }

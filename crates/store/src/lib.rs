@@ -144,23 +144,15 @@ pub trait Backend: Send + Sync {
     async fn fetch_parts(&self, blobs: Vec<BlobId>) -> Result<Vec<Option<Vec<u8>>>>;
     /// The summary keys of every message of a mailbox, in UID order (`None`: not summarised).
     async fn summary_keys(&self, mailbox: MailboxId) -> Result<Vec<(Uid, Option<Vec<u8>>)>>;
-    /// Runs `test(keys, headers)` on the summary of every message of a mailbox; returns the
-    /// non-zero results in UID order. Messages not summarised yet are skipped.
-    async fn scan_summaries(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>>;
-    /// Runs `test(raw, &[])` on the bytes of every message of a mailbox; returns the non-zero
-    /// results in UID order. For keys no summary serves: one pass, split over the CPU cores.
-    async fn scan_messages(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>>;
-    /// The UIDs, ascending, of the messages of a mailbox whose indexed text (the summaries'
-    /// [`SummaryData::text_body`], and with [`TextField::Any`] also a header value) contains
-    /// `needle`, which is case-folded as the indexer folds. `None` when the index cannot
-    /// answer (a needle of fewer than three characters): the caller scans instead. Only
-    /// summarised messages are indexed, so summarise the mailbox's pending blobs first.
-    async fn search_text(
+    /// Runs `test` on the summary of every message of a mailbox, with its body text when
+    /// `bodies` (then split over the CPU cores: the rows are large); returns the non-zero
+    /// results in UID order. Messages not summarised yet are skipped.
+    async fn scan_summaries(
         &self,
         mailbox: MailboxId,
-        field: TextField,
-        needle: String,
-    ) -> Result<Option<Vec<Uid>>>;
+        bodies: bool,
+        test: ScanTest,
+    ) -> Result<Vec<(Uid, u64)>>;
 
     // ---- delivery and queue
     /// Durably stores one accepted message: a copy into the INBOX of each local account and,
@@ -170,6 +162,9 @@ pub trait Backend: Send + Sync {
     async fn list_queue(&self) -> Result<Vec<QueueEntry>>;
 
     // ---- misc
+    /// A counter of deliveries and appends this process has started (monotonic): background
+    /// work (the indexer) compares two readings to yield to incoming mail.
+    fn store_activity(&self) -> u64;
     /// Counts, for `postern stats` and benchmarks.
     async fn stats(&self) -> Result<Stats>;
 }

@@ -360,22 +360,23 @@ pub struct SummaryData {
     pub headers: Vec<u8>,
     /// Encoded FETCH items.
     pub fetch: Vec<u8>,
-    /// The case-folded header values, one per line, for the body-text index (SEARCH TEXT).
-    pub text_headers: String,
-    /// The case-folded body text, for the body-text index (SEARCH BODY and TEXT).
-    pub text_body: String,
+    /// Encoded body text (SEARCH BODY and TEXT).
+    pub body: Vec<u8>,
 }
 
-/// Where [`Backend::search_text`](crate::Backend::search_text) looks for its needle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextField {
-    /// The body text (SEARCH BODY).
-    Body,
-    /// A header value or the body text (SEARCH TEXT).
-    Any,
+/// What a scan's test sees of one message: the summary's encoded keys and header fields, and
+/// with [`Backend::scan_summaries`](crate::Backend::scan_summaries)' `bodies` the encoded body
+/// text (empty otherwise). All borrowed from the store, never copied.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanRow<'a> {
+    /// [`SummaryData::keys`].
+    pub keys: &'a [u8],
+    /// [`SummaryData::headers`].
+    pub headers: &'a [u8],
+    /// [`SummaryData::body`], or empty.
+    pub body: &'a [u8],
 }
 
-/// A per-message test run by the store's scans on blocking threads (several at once for raw
-/// messages): it gets the message's bytes (summary keys and headers, or the raw message) and
-/// returns one bit per search key.
-pub type ScanTest = Box<dyn Fn(&[u8], &[u8]) -> u64 + Send + Sync>;
+/// A per-message test run by the store's scans on blocking threads (several at once when
+/// bodies are read): returns one bit per search key.
+pub type ScanTest = Box<dyn Fn(ScanRow<'_>) -> u64 + Send + Sync>;

@@ -15,6 +15,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,8 @@ pub(crate) struct Embedded {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     notifier: mailboxes::Notifier,
+    /// Deliveries and appends started by this process ([`Backend::store_activity`]).
+    activity: AtomicU64,
 }
 
 /// Up to this many indexed point reads (a list page) run on the caller's thread, like
@@ -81,6 +84,7 @@ impl Embedded {
             writer,
             readers: Mutex::new(Vec::new()),
             notifier: mailboxes::Notifier::default(),
+            activity: AtomicU64::new(0),
         })
     }
 
@@ -224,23 +228,6 @@ fn unique_violation(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreE
     }
 }
 
-/// The FTS5 query that finds `needle` as a substring of the indexed text; `None` where the
-/// trigram index cannot answer.
-fn text_query(field: TextField, needle: &str) -> Option<String> {
-    // A phrase of consecutive trigrams is exactly a substring; a shorter needle has no trigram.
-    if needle.chars().count() < 3 {
-        return None;
-    }
-    let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
-    Some(match field {
-        TextField::Body => format!("body : {phrase}"),
-        // Header values are indexed one per line; a phrase never spans two columns, and a
-        // needle without a line break never spans two values.
-        TextField::Any if needle.contains('\n') => return None,
-        TextField::Any => phrase,
-    })
-}
-
 /// Inserts (or finds) a blob by its hash.
 fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
     let inserted = conn
@@ -256,8 +243,8 @@ fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
         .query_row([hash], |r| r.get(0))?)
 }
 
-/// Runs `test` on the two byte columns of each row of `sql` (uid, a, b); keeps non-zero results.
-/// The bytes are borrowed from SQLite, never copied.
+/// Runs `test` on each row of `sql` (uid, keys, headers, body); keeps non-zero results. The
+/// bytes are borrowed from SQLite, never copied.
 fn scan(
     conn: &Connection,
     sql: &str,
@@ -277,7 +264,11 @@ fn scan(
                 )
             })
         };
-        let bits = test(bytes(1)?, bytes(2)?);
+        let bits = test(ScanRow {
+            keys: bytes(1)?,
+            headers: bytes(2)?,
+            body: bytes(3)?,
+        });
         if bits != 0 {
             out.push((r.get(0)?, bits));
         }
@@ -727,6 +718,7 @@ impl Backend for Embedded {
     }
 
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>> {
+        self.activity.fetch_add(1, Ordering::Relaxed);
         let hashed: Vec<(Vec<u8>, NewMessage)> =
             messages.into_iter().map(|m| (sha256(&m.data), m)).collect();
         let uids = self
@@ -809,15 +801,15 @@ impl Backend for Embedded {
                     "INSERT OR REPLACE INTO fetch_parts (blob_id, data)
                      SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
                 )?;
-                let mut put_text = c.prepare_cached(
-                    "INSERT OR REPLACE INTO search_text (rowid, headers, body)
-                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
+                let mut put_body = c.prepare_cached(
+                    "INSERT OR REPLACE INTO body_text (blob_id, data)
+                     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
                 )?;
                 let mut done = c.prepare_cached("DELETE FROM summary_todo WHERE blob_id = ?1")?;
                 for (blob, s) in &summaries {
                     put.execute(params![blob, s.keys, s.headers])?;
                     put_fetch.execute(params![blob, s.fetch])?;
-                    put_text.execute(params![blob, s.text_headers, s.text_body])?;
+                    put_body.execute(params![blob, s.body])?;
                     done.execute([blob])?;
                 }
                 Ok(())
@@ -855,21 +847,27 @@ impl Backend for Embedded {
         .await
     }
 
-    async fn scan_summaries(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>> {
-        self.read(move |c| {
-            scan(
-                c,
-                "SELECT m.uid, s.keys, s.headers FROM messages m JOIN summaries s ON s.blob_id = m.blob_id
-                 WHERE m.mailbox_id = ?1 ORDER BY m.uid",
-                params![mailbox.0],
-                &test,
-            )
-        })
-        .await
-    }
-
-    async fn scan_messages(&self, mailbox: MailboxId, test: ScanTest) -> Result<Vec<(Uid, u64)>> {
-        // Parsing every message is CPU-bound: one reader per core, each taking the UIDs of
+    async fn scan_summaries(
+        &self,
+        mailbox: MailboxId,
+        bodies: bool,
+        test: ScanTest,
+    ) -> Result<Vec<(Uid, u64)>> {
+        if !bodies {
+            return self
+                .read(move |c| {
+                    scan(
+                        c,
+                        "SELECT m.uid, s.keys, s.headers, x'' FROM messages m
+                         JOIN summaries s ON s.blob_id = m.blob_id
+                         WHERE m.mailbox_id = ?1 ORDER BY m.uid",
+                        params![mailbox.0],
+                        &test,
+                    )
+                })
+                .await;
+        }
+        // Body text is most of a mailbox's bytes: one reader per core, each taking the UIDs of
         // one residue class.
         let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let conns = (0..parts)
@@ -885,7 +883,9 @@ impl Backend for Embedded {
                         s.spawn(move || {
                             let r = scan(
                                 &c,
-                                "SELECT m.uid, b.data, x'' FROM messages m JOIN blobs b ON b.id = m.blob_id
+                                "SELECT m.uid, s.keys, s.headers, b.data FROM messages m
+                                 JOIN summaries s ON s.blob_id = m.blob_id
+                                 JOIN body_text b ON b.blob_id = m.blob_id
                                  WHERE m.mailbox_id = ?1 AND m.uid % ?2 = ?3 ORDER BY m.uid",
                                 params![mailbox.0, parts as i64, part as i64],
                                 test,
@@ -923,30 +923,8 @@ impl Backend for Embedded {
         result
     }
 
-    async fn search_text(
-        &self,
-        mailbox: MailboxId,
-        field: TextField,
-        needle: String,
-    ) -> Result<Option<Vec<Uid>>> {
-        let Some(query) = text_query(field, &needle) else {
-            return Ok(None);
-        };
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT m.uid FROM messages m WHERE m.mailbox_id = ?1 AND m.blob_id IN
-                   (SELECT rowid FROM search_text WHERE search_text MATCH ?2)
-                 ORDER BY m.uid",
-            )?;
-            let uids = stmt
-                .query_map(params![mailbox.0, query], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<Uid>>>()?;
-            Ok(Some(uids))
-        })
-        .await
-    }
-
     async fn deliver(&self, d: Delivery) -> Result<DeliveryReceipt> {
+        self.activity.fetch_add(1, Ordering::Relaxed);
         // Hash on the caller's thread: the writer thread is the serial bottleneck.
         let local_hash = (!d.local.is_empty()).then(|| sha256(&d.local_data));
         let remote_hash = (!d.remote.is_empty()).then(|| sha256(&d.remote_data));
@@ -1029,6 +1007,10 @@ impl Backend for Embedded {
             Ok(entries)
         })
         .await
+    }
+
+    fn store_activity(&self) -> u64 {
+        self.activity.load(Ordering::Relaxed)
     }
 
     async fn stats(&self) -> Result<Stats> {

@@ -130,21 +130,18 @@ END;
 INSERT OR IGNORE INTO summary_todo (blob_id) SELECT id FROM blobs;
 "#,
     r#"
--- Per blob, the decoded, case-folded header values and body text (made by the indexer with the
--- summary) in a trigram index: SEARCH BODY/TEXT of three or more characters is a phrase
--- query here instead of a parse of every message. Contentless (the text is not kept twice);
--- the indexer folds, so the tokenizer must not fold again. Every blob is summarised again to
--- fill it.
-CREATE VIRTUAL TABLE search_text USING fts5(
-    headers, body,
-    content = '', contentless_delete = 1,
-    tokenize = 'trigram case_sensitive 1'
+-- Per blob, the decoded, case-folded body text (made by the indexer with the summary; opaque
+-- bytes here): SEARCH BODY and TEXT scan it instead of parsing every message. A table of its
+-- own keeps header scans small. Every blob is summarised again to fill it.
+CREATE TABLE body_text (
+    blob_id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
 );
 DROP TRIGGER blob_removed;
 CREATE TRIGGER blob_removed AFTER DELETE ON blobs BEGIN
     DELETE FROM summaries WHERE blob_id = old.id;
     DELETE FROM fetch_parts WHERE blob_id = old.id;
-    DELETE FROM search_text WHERE rowid = old.id;
+    DELETE FROM body_text WHERE blob_id = old.id;
     DELETE FROM summary_todo WHERE blob_id = old.id;
 END;
 INSERT OR IGNORE INTO summary_todo (blob_id) SELECT id FROM blobs;

@@ -465,76 +465,76 @@ fn cached_statements_are_not_replanned_per_binding() {
     }
 }
 
-/// A summary whose indexed text is the raw message split at the first blank line: what the
-/// indexer does, minus MIME decoding.
+/// A summary whose body text is what follows the first blank line, lower-cased: what the
+/// indexer stores, minus MIME decoding.
 fn plain_summary(raw: &[u8]) -> SummaryData {
     let text = String::from_utf8_lossy(raw).to_lowercase();
-    let (headers, body) = text.split_once("\n\n").unwrap_or(("", &text));
+    let body = text.split_once("\n\n").map_or("", |(_, b)| b);
     SummaryData {
-        text_headers: headers.to_string(),
-        text_body: body.to_string(),
+        headers: b"subject".to_vec(),
+        body: body.as_bytes().to_vec(),
         ..SummaryData::default()
     }
 }
 
 #[tokio::test]
-async fn search_text_finds_substrings_through_the_trigram_index() {
+async fn scans_read_summaries_and_body_texts_of_one_mailbox() {
     let (dir, s) = store();
     s.add_domain("naver.test").await.unwrap();
     let a = s.add_account("a@naver.test", "h").await.unwrap();
     let inbox = mailbox(&s, a, "INBOX").await;
     let other = mailbox(&s, a, "Archive").await;
-    s.append(
-        inbox.id,
-        vec![
-            msg("subject: Lunch\n\nMeet at the Noodle bar"),
-            msg("subject: 회의 안내\n\n내일 오전 회의는 취소되었습니다"),
-            msg("subject: quotes\n\nshe said \"noodle\" twice"),
-        ],
-    )
-    .await
-    .unwrap();
-    s.append(other.id, vec![msg("subject: x\n\nnoodle soup")])
+    let bodies = [
+        "Meet at the Noodle bar",
+        "내일 회의는 취소",
+        "noodle soup",
+        "nothing",
+    ];
+    let raw = |b: &str| msg(&format!("subject: x\n\n{b}"));
+    s.append(inbox.id, bodies.iter().map(|b| raw(b)).collect())
         .await
         .unwrap();
-    // Nothing is indexed before the summaries are made.
-    let find = |field, needle: &str| s.search_text(inbox.id, field, needle.to_string());
-    assert_eq!(find(TextField::Body, "noodle").await.unwrap(), Some(vec![]));
-    while s.summarize_pending(None, 10, plain_summary).await.unwrap() > 0 {}
+    s.append(other.id, vec![raw("noodle soup")]).await.unwrap();
+    let find = |needle: &'static str| {
+        s.scan_summaries(
+            inbox.id,
+            true,
+            Box::new(move |row| {
+                u64::from(
+                    row.body
+                        .windows(needle.len())
+                        .any(|w| w == needle.as_bytes()),
+                )
+            }),
+        )
+    };
+    // Messages without a summary are not scanned.
+    assert_eq!(find("noodle").await.unwrap(), []);
+    while s.summarize_pending(None, 3, plain_summary).await.unwrap() > 0 {}
+    // Every message of this mailbox only, in UID order, over several reader threads.
+    assert_eq!(find("noodle").await.unwrap(), [(1, 1), (3, 1)]);
+    assert_eq!(find("회의는").await.unwrap(), [(2, 1)]);
+    let headers_only = s
+        .scan_summaries(
+            inbox.id,
+            false,
+            Box::new(|row| u64::from(row.headers == b"subject" && row.body.is_empty())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(headers_only, [(1, 1), (2, 1), (3, 1), (4, 1)]);
 
-    // Substrings inside words, case-folded text, only this mailbox.
-    assert_eq!(find(TextField::Body, "oodl").await.unwrap(), Some(vec![1, 3]));
-    assert_eq!(find(TextField::Body, "at the n").await.unwrap(), Some(vec![1]));
-    // Korean: trigrams are characters, not words.
-    assert_eq!(find(TextField::Body, "회의는").await.unwrap(), Some(vec![2]));
-    assert_eq!(find(TextField::Body, "취소되").await.unwrap(), Some(vec![2]));
-    // Double quotes are literal, not query syntax.
-    assert_eq!(find(TextField::Body, "\"noodle\"").await.unwrap(), Some(vec![3]));
-    // BODY does not look at headers; TEXT does.
-    assert_eq!(find(TextField::Body, "lunch").await.unwrap(), Some(vec![]));
-    assert_eq!(find(TextField::Any, "lunch").await.unwrap(), Some(vec![1]));
-    assert_eq!(find(TextField::Any, "회의 안내").await.unwrap(), Some(vec![2]));
-    // Too short for a trigram, or a line break in a header search: the caller must scan.
-    assert_eq!(find(TextField::Body, "no").await.unwrap(), None);
-    assert_eq!(find(TextField::Any, "lunch\nmeet").await.unwrap(), None);
-
-    // An expunged message's blob leaves the index with it (else a new blob that took over
-    // its row id would be found by the old text).
+    // An expunged message's blob takes its body text with it.
     let deleted = Flags::from_names(&["\\Deleted"]);
     s.store_flags(inbox.id, vec![1], FlagOp::Add, deleted, None)
         .await
         .unwrap();
     assert_eq!(s.expunge(inbox.id, Some(vec![1])).await.unwrap(), [1]);
-    assert_eq!(find(TextField::Body, "oodl").await.unwrap(), Some(vec![3]));
+    assert_eq!(find("noodle").await.unwrap(), [(3, 1)]);
     let db = Connection::open(dir.path().join("postern.db")).unwrap();
-    let indexed = |needle: &str| -> i64 {
-        db.query_row(
-            "SELECT count(*) FROM search_text WHERE search_text MATCH ?1",
-            [text_query(TextField::Body, needle).unwrap()],
-            |r| r.get(0),
-        )
-        .unwrap()
-    };
-    assert_eq!(indexed("noodle bar"), 0);
-    assert_eq!(indexed("noodle soup"), 1);
+    let texts: i64 = db
+        .query_row("SELECT count(*) FROM body_text", [], |r| r.get(0))
+        .unwrap();
+    // Five messages, four blobs ("noodle soup" twice is one blob), one of them gone.
+    assert_eq!(texts, 3);
 }
