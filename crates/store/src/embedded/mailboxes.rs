@@ -218,7 +218,7 @@ fn next_modseq(c: &Connection, mailbox: MailboxId) -> Result<u64> {
 }
 
 /// Deletes the given messages, records them as expunged at one new MODSEQ, and collects blobs.
-fn remove_messages(c: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<()> {
+pub(super) fn remove_messages(c: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<()> {
     if uids.is_empty() {
         return Ok(());
     }

@@ -10,13 +10,14 @@
 //! * Several processes may open the same database (the admin CLI while the server runs);
 //!   SQLite's locking and `busy_timeout` serialise their writes.
 
+mod blob_log;
 mod mailboxes;
 mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::config::DbConfig;
@@ -26,9 +27,12 @@ use sha2::{Digest, Sha256};
 
 use crate::types::*;
 use crate::{Backend, Result, StoreError};
+use blob_log::{BlobLog, Location};
 use writer::Writer;
 
 const DB_FILE: &str = "postern.db";
+/// The blob log's directory, beside the database.
+const BLOB_DIR: &str = "blobs";
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 16;
 
@@ -37,6 +41,7 @@ pub(crate) struct Embedded {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     notifier: mailboxes::Notifier,
+    log: Arc<BlobLog>,
     /// Deliveries and appends started by this process ([`Backend::store_activity`]).
     activity: AtomicU64,
 }
@@ -76,7 +81,13 @@ impl Embedded {
              PRAGMA journal_size_limit = 134217728;",
         )?;
         schema::migrate(&mut conn)?;
-        let wake = spawn_checkpointer(path.clone())?;
+        let log_dir = data_dir.join(BLOB_DIR);
+        let log = Arc::new(BlobLog::open(&log_dir).map_err(|source| StoreError::Io {
+            path: log_dir.display().to_string(),
+            source,
+        })?);
+        recover_log(&conn, &log)?;
+        let wake = spawn_maintenance(path.clone(), log.clone())?;
         // Our own wal_hook replaces SQLite's autocheckpoint on this connection.
         let writer = Writer::start(conn, wake)?;
         Ok(Embedded {
@@ -84,8 +95,70 @@ impl Embedded {
             writer,
             readers: Mutex::new(Vec::new()),
             notifier: mailboxes::Notifier::default(),
+            log,
             activity: AtomicU64::new(0),
         })
+    }
+
+    /// Hashes each item's body and writes the large ones to the blob log (on a blocking
+    /// thread, only if there is one); returns the bodies with the items, in order.
+    async fn prepare_bodies<T: Send + 'static>(
+        &self,
+        items: Vec<T>,
+        data: fn(&T) -> &Vec<u8>,
+    ) -> Result<(Vec<Body>, Vec<T>)> {
+        if items.iter().all(|i| data(i).len() < LOG_MIN) {
+            let bodies = items
+                .iter()
+                .map(|i| Body {
+                    hash: sha256(data(i)),
+                    logged: None,
+                })
+                .collect();
+            return Ok((bodies, items));
+        }
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            let bodies = items
+                .iter()
+                .map(|i| prepare_body(&log, data(i)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((bodies, items))
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("blob log task failed"))?
+    }
+
+    /// Runs `commit` (the write job pointing at `bodies`) while the blob-log records among
+    /// them are made durable; returns once both are done. The records stay pending until then.
+    async fn durably<T>(
+        &self,
+        bodies: Vec<Body>,
+        commit: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        if bodies.iter().all(|b| b.logged.is_none()) {
+            return commit.await;
+        }
+        let sync = tokio::task::spawn_blocking(move || {
+            let synced = bodies
+                .iter()
+                .filter_map(|b| b.logged.as_ref())
+                .try_for_each(|p| p.sync());
+            (bodies, synced)
+        });
+        let committed = commit.await;
+        let (bodies, synced) = sync
+            .await
+            .map_err(|_| StoreError::Unavailable("blob log task failed"))?;
+        // Committed (or not) and durable (or not): the records may be reclaimed if no row
+        // points at them.
+        drop(bodies);
+        if let Err(e) = synced {
+            // The rows may be committed; recovery removes them if the record is lost.
+            tracing::error!("blob log fdatasync failed: {e}");
+            return Err(log_error(e));
+        }
+        committed
     }
 
     fn reader(&self) -> Result<Connection> {
@@ -135,20 +208,29 @@ impl Embedded {
     }
 }
 
-/// Background PASSIVE checkpoints (never blocking readers or the writer), when woken by the
-/// writer and at least once a second. Returns the wake-up handle.
-fn spawn_checkpointer(path: PathBuf) -> Result<mpsc::SyncSender<()>> {
+/// The maintenance thread: background PASSIVE checkpoints (never blocking readers or the
+/// writer), when woken by the writer and at least once a second; and every
+/// [`RECLAIM_EVERY`] the space of blob-log records that lost their rows (every segment once
+/// at start-up, for records a crash left without rows). Returns the wake-up handle.
+fn spawn_maintenance(path: PathBuf, log: Arc<BlobLog>) -> Result<mpsc::SyncSender<()>> {
     let conn = Connection::open(&path)?;
     configure(&conn)?;
     let (wake, woken) = mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
-        .name("store-checkpoint".into())
+        .name("store-maintenance".into())
         .spawn(move || {
+            let mut last_reclaim: Option<std::time::Instant> = None;
             while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) =
                 woken.recv_timeout(Duration::from_secs(1))
             {
                 if let Err(e) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
                     tracing::debug!("WAL checkpoint skipped: {e}");
+                }
+                if last_reclaim.is_none_or(|t| t.elapsed() >= RECLAIM_EVERY) {
+                    if let Err(e) = reclaim_log(&conn, &log, last_reclaim.is_none()) {
+                        tracing::warn!("reclaiming blob log space: {e}");
+                    }
+                    last_reclaim = Some(std::time::Instant::now());
                 }
             }
         })
@@ -157,6 +239,41 @@ fn spawn_checkpointer(path: PathBuf) -> Result<mpsc::SyncSender<()>> {
             source,
         })?;
     Ok(wake)
+}
+
+/// How often the maintenance thread reclaims blob-log space.
+const RECLAIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Reclaims the space of blob-log records without rows: in the segments `log_garbage` lists,
+/// or in all of them.
+fn reclaim_log(conn: &Connection, log: &BlobLog, all: bool) -> Result<()> {
+    // Taken off the list first: a record deleted while this runs lists its segment again.
+    let listed: Vec<u32> = conn
+        .prepare("DELETE FROM log_garbage RETURNING segment")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !all && listed.is_empty() {
+        return Ok(());
+    }
+    let mut stmt =
+        conn.prepare_cached("SELECT offset, size FROM blobs WHERE segment = ?1 ORDER BY offset")?;
+    let live = |segment: u32| -> std::io::Result<Vec<(u64, u64)>> {
+        stmt.query_map([segment], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(std::io::Error::other)
+    };
+    let (punched, deleted) = log
+        .reclaim((!all).then_some(listed.as_slice()), live)
+        .map_err(|source| StoreError::Io {
+            path: BLOB_DIR.into(),
+            source,
+        })?;
+    if punched > 0 || deleted > 0 {
+        tracing::debug!("blob log: freed {punched} bytes, deleted {deleted} segments");
+    }
+    Ok(())
 }
 
 fn domain_of(address: &str) -> &str {
@@ -228,13 +345,120 @@ fn unique_violation(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreE
     }
 }
 
-/// Inserts (or finds) a blob by its hash.
-fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
+/// Bodies at least this large go to the blob log instead of the database (see blob_log.rs).
+const LOG_MIN: usize = 32 * 1024;
+
+/// A message body hashed and, when large, already durable in the blob log.
+struct Body {
+    hash: Vec<u8>,
+    /// Held until the row pointing at the record has committed (or failed to).
+    logged: Option<blob_log::Pending>,
+}
+
+impl Body {
+    fn location(&self) -> Option<Location> {
+        self.logged.as_ref().map(|p| p.location)
+    }
+}
+
+/// The current watermarks of the segments `bodies` were logged in.
+fn durable_marks(bodies: &[Body]) -> Vec<(u32, u64)> {
+    bodies
+        .iter()
+        .filter_map(|b| b.logged.as_ref().map(blob_log::Pending::durable_mark))
+        .collect()
+}
+
+fn log_error(source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: BLOB_DIR.into(),
+        source,
+    }
+}
+
+/// Hashes `data` and, for a large body, writes it to the blob log (blocking; not yet durable).
+fn prepare_body(log: &BlobLog, data: &[u8]) -> Result<Body> {
+    let hash = sha256(data);
+    let logged = if data.len() >= LOG_MIN {
+        Some(log.write(&hash, data).map_err(log_error)?)
+    } else {
+        None
+    };
+    Ok(Body { hash, logged })
+}
+
+/// Stores the blob-log watermarks of `marks` (see blob_log.rs) with the rows of a write job.
+fn put_durable_marks(conn: &Connection, marks: &[(u32, u64)]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO log_durable (segment, offset) VALUES (?1, ?2)
+         ON CONFLICT (segment) DO UPDATE SET offset = max(offset, excluded.offset)",
+    )?;
+    for (segment, offset) in marks {
+        stmt.execute(params![segment, *offset as i64])?;
+    }
+    Ok(())
+}
+
+/// After a crash: verifies the blob-log records above each segment's watermark and removes
+/// the messages and queue entries whose record did not survive (their senders never got
+/// "250": that waits for the record's fdatasync). Returns how many blobs were removed.
+fn recover_log(conn: &Connection, log: &BlobLog) -> Result<usize> {
+    let suspects: Vec<(i64, u32, i64, i64, Vec<u8>)> = conn
+        .prepare(
+            "SELECT b.id, b.segment, b.offset, b.size, b.hash FROM blobs b
+             WHERE b.segment IS NOT NULL AND b.offset >= coalesce(
+               (SELECT d.offset FROM log_durable d WHERE d.segment = b.segment), 0)",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut lost = Vec::new();
+    for (id, segment, offset, size, hash) in suspects {
+        let at = Location {
+            segment,
+            offset: offset as u64,
+        };
+        if !log.verify(at, size as u64, &hash) {
+            tracing::warn!(
+                "blob log record {segment}:{offset} did not survive; removing its messages"
+            );
+            lost.push(id);
+        }
+    }
+    if lost.is_empty() {
+        return Ok(0);
+    }
+    let tx = conn.unchecked_transaction()?;
+    for id in &lost {
+        let messages: Vec<(i64, Uid)> = tx
+            .prepare("SELECT mailbox_id, uid FROM messages WHERE blob_id = ?1")?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (mailbox, uid) in messages {
+            mailboxes::remove_messages(&tx, MailboxId(mailbox), &[uid])?;
+        }
+        tx.execute("DELETE FROM queue WHERE blob_id = ?1", [id])?;
+    }
+    collect_blobs(&tx, &lost)?;
+    tx.commit()?;
+    Ok(lost.len())
+}
+
+/// Inserts (or finds) a blob by its hash; `at` is its blob-log record, if it has one.
+fn put_blob(conn: &Connection, hash: &[u8], data: &[u8], at: Option<Location>) -> Result<i64> {
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
+            "INSERT INTO blobs (hash, size, data, segment, offset) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (hash) DO NOTHING",
         )?
-        .execute(params![hash, data.len() as i64, data])?;
+        .execute(params![
+            hash,
+            data.len() as i64,
+            if at.is_some() { &[][..] } else { data },
+            at.map(|l| l.segment),
+            at.map(|l| l.offset as i64),
+        ])?;
     if inserted == 1 {
         return Ok(conn.last_insert_rowid());
     }
@@ -333,12 +557,32 @@ fn inbox_of(conn: &Connection, account: i64) -> Result<i64> {
     }
 }
 
-/// The bytes of a stored message.
-fn blob_data(c: &Connection, blob: i64) -> Result<Vec<u8>> {
-    c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
-        .query_row([blob], |r| r.get(0))
+/// The bytes of a stored message, from the row or from the blob log.
+fn blob_data(c: &Connection, log: &BlobLog, blob: i64) -> Result<Vec<u8>> {
+    type Row = (Vec<u8>, i64, Vec<u8>, Option<u32>, Option<i64>);
+    let (data, size, hash, segment, offset): Row = c
+        .prepare_cached("SELECT data, size, hash, segment, offset FROM blobs WHERE id = ?1")?
+        .query_row([blob], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("blob {blob}")))
+        .ok_or_else(|| StoreError::NotFound(format!("blob {blob}")))?;
+    match (segment, offset) {
+        (Some(segment), Some(offset)) => log
+            .read(
+                Location {
+                    segment,
+                    offset: offset as u64,
+                },
+                size as u64,
+                &hash,
+            )
+            .map_err(|source| StoreError::Io {
+                path: format!("{BLOB_DIR}/{segment:08}.seg"),
+                source,
+            }),
+        _ => Ok(data),
+    }
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -714,37 +958,42 @@ impl Backend for Embedded {
     }
 
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
-        self.read(move |c| blob_data(c, blob.0)).await
+        let log = self.log.clone();
+        self.read(move |c| blob_data(c, &log, blob.0)).await
     }
 
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>> {
         self.activity.fetch_add(1, Ordering::Relaxed);
-        let hashed: Vec<(Vec<u8>, NewMessage)> =
-            messages.into_iter().map(|m| (sha256(&m.data), m)).collect();
-        let uids = self
-            .writer
-            .write(move |c| {
-                let exists = c
-                    .prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?
-                    .exists([mailbox.0])?;
-                if !exists {
-                    return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
-                }
-                let mut uids = Vec::with_capacity(hashed.len());
-                for (hash, m) in &hashed {
-                    let blob = put_blob(c, hash, &m.data)?;
-                    uids.push(insert_message(
-                        c,
-                        mailbox.0,
-                        blob,
-                        m.data.len(),
-                        m.internal_date,
-                        &m.flags,
-                    )?);
-                }
-                Ok(uids)
-            })
-            .await?;
+        let (bodies, messages) = self.prepare_bodies(messages, |m| &m.data).await?;
+        let hashed: Vec<(Vec<u8>, Option<Location>, NewMessage)> = bodies
+            .iter()
+            .zip(messages)
+            .map(|(b, m)| (b.hash.clone(), b.location(), m))
+            .collect();
+        let marks = durable_marks(&bodies);
+        let commit = self.writer.write(move |c| {
+            let exists = c
+                .prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?
+                .exists([mailbox.0])?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
+            }
+            put_durable_marks(c, &marks)?;
+            let mut uids = Vec::with_capacity(hashed.len());
+            for (hash, at, m) in &hashed {
+                let blob = put_blob(c, hash, &m.data, *at)?;
+                uids.push(insert_message(
+                    c,
+                    mailbox.0,
+                    blob,
+                    m.data.len(),
+                    m.internal_date,
+                    &m.flags,
+                )?);
+            }
+            Ok(uids)
+        });
+        let uids = self.durably(bodies, commit).await?;
         self.notifier.bump(&[mailbox]);
         Ok(uids)
     }
@@ -755,6 +1004,7 @@ impl Backend for Embedded {
         limit: usize,
         summarize: for<'a> fn(&'a [u8]) -> SummaryData,
     ) -> Result<usize> {
+        let log = self.log.clone();
         let summaries = self
             .read(move |c| {
                 let limit = limit as i64;
@@ -781,7 +1031,7 @@ impl Backend for Embedded {
                 };
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    out.push((id, summarize(&blob_data(c, id)?)));
+                    out.push((id, summarize(&blob_data(c, &log, id)?)));
                 }
                 Ok(out)
             })
@@ -925,16 +1175,35 @@ impl Backend for Embedded {
 
     async fn deliver(&self, d: Delivery) -> Result<DeliveryReceipt> {
         self.activity.fetch_add(1, Ordering::Relaxed);
-        // Hash on the caller's thread: the writer thread is the serial bottleneck.
-        let local_hash = (!d.local.is_empty()).then(|| sha256(&d.local_data));
-        let remote_hash = (!d.remote.is_empty()).then(|| sha256(&d.remote_data));
-        let (receipt, inboxes) = self
-            .writer
-            .write(move |c| {
+        // A body without recipients is not stored: empty it rather than hash or log it.
+        let mut d = d;
+        let local = std::mem::take(&mut d.local_data);
+        let remote = std::mem::take(&mut d.remote_data);
+        let parts = vec![
+            if d.local.is_empty() {
+                Vec::new()
+            } else {
+                local
+            },
+            if d.remote.is_empty() {
+                Vec::new()
+            } else {
+                remote
+            },
+        ];
+        let (bodies, mut parts) = self.prepare_bodies(parts, |p| p).await?;
+        d.remote_data = parts.pop().unwrap_or_default();
+        d.local_data = parts.pop().unwrap_or_default();
+        let key = |i: usize| (bodies[i].hash.clone(), bodies[i].location());
+        let local_hash = (!d.local.is_empty()).then(|| key(0));
+        let remote_hash = (!d.remote.is_empty()).then(|| key(1));
+        let marks = durable_marks(&bodies);
+        let commit = self.writer.write(move |c| {
+                put_durable_marks(c, &marks)?;
                 let mut local_uids = Vec::with_capacity(d.local.len());
                 let mut inboxes = Vec::with_capacity(d.local.len());
-                if let Some(hash) = &local_hash {
-                    let blob = put_blob(c, hash, &d.local_data)?;
+                if let Some((hash, at)) = &local_hash {
+                    let blob = put_blob(c, hash, &d.local_data, *at)?;
                     for account in &d.local {
                         let inbox = inbox_of(c, account.0)?;
                         inboxes.push(MailboxId(inbox));
@@ -949,8 +1218,8 @@ impl Backend for Embedded {
                     }
                 }
                 let mut queue_id = None;
-                if let Some(hash) = &remote_hash {
-                    let blob = put_blob(c, hash, &d.remote_data)?;
+                if let Some((hash, at)) = &remote_hash {
+                    let blob = put_blob(c, hash, &d.remote_data, *at)?;
                     c.prepare_cached(
                         "INSERT INTO queue (sender, blob_id, size, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",
                     )?
@@ -965,8 +1234,8 @@ impl Backend for Embedded {
                     queue_id = Some(id);
                 }
                 Ok((DeliveryReceipt { local_uids, queue_id }, inboxes))
-            })
-            .await?;
+            });
+        let (receipt, inboxes) = self.durably(bodies, commit).await?;
         self.notifier.bump(&inboxes);
         Ok(receipt)
     }

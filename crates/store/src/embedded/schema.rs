@@ -146,6 +146,21 @@ CREATE TRIGGER blob_removed AFTER DELETE ON blobs BEGIN
 END;
 INSERT OR IGNORE INTO summary_todo (blob_id) SELECT id FROM blobs;
 "#,
+    r#"
+-- Large bodies live in the blob log (segment files beside the database, see blob_log.rs):
+-- such a row has segment and offset set and an empty data. log_garbage lists segments that
+-- lost records since their space was last reclaimed.
+ALTER TABLE blobs ADD COLUMN segment INTEGER;
+ALTER TABLE blobs ADD COLUMN offset INTEGER;
+CREATE INDEX blobs_segment ON blobs (segment, offset) WHERE segment IS NOT NULL;
+CREATE TABLE log_garbage (segment INTEGER PRIMARY KEY);
+-- Per segment, an offset below which every record is known durable (see blob_log.rs): after a
+-- crash only the records above it are verified.
+CREATE TABLE log_durable (segment INTEGER PRIMARY KEY, offset INTEGER NOT NULL);
+CREATE TRIGGER blob_logged_removed AFTER DELETE ON blobs WHEN old.segment IS NOT NULL BEGIN
+    INSERT OR IGNORE INTO log_garbage (segment) VALUES (old.segment);
+END;
+"#,
 ];
 
 /// Brings the schema up to date; safe to run from several processes (it takes the write lock).

@@ -1,0 +1,520 @@
+//! The blob log: large message bodies in append-only segment files beside the database.
+//!
+//! A body written into SQLite is written twice (WAL, then checkpoint) and in page-sized
+//! pieces; a 100 KiB message cost about 50 writes and twice its size in disk traffic. Here a
+//! large body is written once, in one piece, to the end of the active segment
+//! (`data_dir/blobs/NNNNNNNN.seg`). Its fdatasync runs at the same time as the commit of the
+//! transaction that points at it, and "250" waits for both; concurrent writers share
+//! fdatasyncs (group sync), as transactions share the WAL's fsync.
+//!
+//! Because the row may become durable before the record does, each commit also stores a
+//! watermark per segment (every record below it is durable, [`Pending::durable_mark`]); after
+//! a crash, the records above it are verified against their hashes and the messages of any
+//! that did not survive are removed. Their senders never got "250".
+//!
+//! Record: a 20-byte header (magic, length, the first 8 bytes of the body's SHA-256), then
+//! the body. A read checks the header against the database row, so a damaged or reclaimed
+//! record is an error, never wrong bytes.
+//!
+//! Each process appends only to segments it created (the admin CLI may write while the server
+//! runs) and holds an exclusive `flock` on each while it appends to it or a record in it waits
+//! for its row. Space is reclaimed by [`BlobLog::reclaim`]: ranges no row points at are
+//! punched out (`FALLOC_FL_PUNCH_HOLE`) and segments without live records are deleted, never
+//! in a segment another process holds, and in our own active segment only below the first
+//! record whose row is not committed yet. A crash can leave records no row points at
+//! (written, never committed): they are reclaimed the same way.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+const MAGIC: &[u8; 4] = b"PBL1";
+/// Record header: magic, body length (u64 LE), the first 8 bytes of the body's SHA-256.
+pub(super) const HEADER: u64 = 20;
+/// A segment is closed once it reaches this size; the next append starts a new one.
+const SEGMENT_MAX: u64 = 1 << 30;
+
+/// Where a record is: segment number and the offset of its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Location {
+    pub(super) segment: u32,
+    pub(super) offset: u64,
+}
+
+/// A segment file this process appends to. Its `flock` is held while the file is open here,
+/// that is while it is the active segment or a record in it is still [`Pending`].
+struct Segment {
+    id: u32,
+    file: File,
+    writes: Mutex<Writes>,
+    /// Group sync: fdatasyncs started and completed (see [`Pending::sync`]).
+    started: AtomicU64,
+    done: Mutex<u64>,
+    /// Every record below this offset is durable.
+    durable: AtomicU64,
+}
+
+#[derive(Default)]
+struct Writes {
+    /// Bytes reserved so far (the next record's offset).
+    end: u64,
+    /// Records whose bytes are still being written.
+    unwritten: BTreeSet<u64>,
+    /// Records whose rows are not committed yet (count per offset).
+    pending: BTreeMap<u64, usize>,
+}
+
+/// The blob log of one data directory.
+pub(super) struct BlobLog {
+    dir: PathBuf,
+    active: Mutex<Option<Arc<Segment>>>,
+    /// Read handles by segment number.
+    readers: Mutex<HashMap<u32, Arc<File>>>,
+    segment_max: u64,
+}
+
+/// A written record whose row is not committed yet. [`Pending::sync`] makes it durable;
+/// dropping it (after the commit, or on failure) lets [`BlobLog::reclaim`] look at its range.
+pub(super) struct Pending {
+    segment: Arc<Segment>,
+    pub(super) location: Location,
+}
+
+impl Pending {
+    /// Makes the record durable. Concurrent callers share fdatasyncs: a sync that started
+    /// after this record was written covers it, so a caller that waited while another synced
+    /// usually finds its record covered already.
+    pub(super) fn sync(&self) -> io::Result<()> {
+        let seg = &self.segment;
+        let needed = seg.started.load(Ordering::SeqCst) + 1;
+        let mut done = lock(&seg.done);
+        if *done >= needed {
+            return Ok(());
+        }
+        let this = seg.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let covered = {
+            let w = lock(&seg.writes);
+            w.unwritten.first().copied().unwrap_or(w.end)
+        };
+        seg.file.sync_data()?;
+        *done = this;
+        seg.durable.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// (segment, offset) below which the segment's records are known to be durable now: a
+    /// watermark to store with the rows, so that recovery checks only the records above it.
+    pub(super) fn durable_mark(&self) -> (u32, u64) {
+        (self.segment.id, self.segment.durable.load(Ordering::SeqCst))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut w = lock(&self.segment.writes);
+        if let Some(n) = w.pending.get_mut(&self.location.offset) {
+            *n -= 1;
+            if *n == 0 {
+                w.pending.remove(&self.location.offset);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn segment_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:08}.seg"))
+}
+
+fn segment_ids(dir: &Path) -> io::Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(id) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+impl BlobLog {
+    /// Opens (creating) the log directory; no segment is created before the first append.
+    pub(super) fn open(dir: &Path) -> io::Result<BlobLog> {
+        Self::with_segment_max(dir, SEGMENT_MAX)
+    }
+
+    pub(super) fn with_segment_max(dir: &Path, segment_max: u64) -> io::Result<BlobLog> {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            if let Some(parent) = dir.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        }
+        Ok(BlobLog {
+            dir: dir.to_path_buf(),
+            active: Mutex::new(None),
+            readers: Mutex::new(HashMap::new()),
+            segment_max,
+        })
+    }
+
+    /// A new segment file, numbered after every existing one and locked for this process.
+    fn create_segment(&self) -> io::Result<Segment> {
+        let mut id = segment_ids(&self.dir)?.last().map_or(1, |l| l + 1);
+        let file = loop {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(segment_path(&self.dir, id))
+            {
+                Ok(f) => break f,
+                // Another process took this number a moment ago.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => id += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        file.try_lock().map_err(io::Error::other)?;
+        // The new name must be durable before any record in it is acknowledged.
+        File::open(&self.dir)?.sync_all()?;
+        Ok(Segment {
+            id,
+            file,
+            writes: Mutex::default(),
+            started: AtomicU64::new(0),
+            done: Mutex::new(0),
+            durable: AtomicU64::new(0),
+        })
+    }
+
+    /// Writes one record (not yet durable: see [`Pending::sync`]). The record belongs to the
+    /// caller until the returned [`Pending`] is dropped, which it must be only after the row
+    /// that points at the record has committed (or failed to).
+    pub(super) fn write(&self, hash: &[u8], body: &[u8]) -> io::Result<Pending> {
+        let mut header = Vec::with_capacity(HEADER as usize);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        header.extend_from_slice(&hash[..8]);
+        let len = HEADER + body.len() as u64;
+        let pending = {
+            let mut active = lock(&self.active);
+            let full = |s: &Arc<Segment>| {
+                let end = lock(&s.writes).end;
+                end > 0 && end + len > self.segment_max
+            };
+            if active.as_ref().is_none_or(full) {
+                // The full segment stays locked while records in it are pending.
+                *active = Some(Arc::new(self.create_segment()?));
+            }
+            let segment = active.clone().expect("active segment");
+            let offset = {
+                let mut w = lock(&segment.writes);
+                let offset = w.end;
+                w.end += len;
+                w.unwritten.insert(offset);
+                *w.pending.entry(offset).or_default() += 1;
+                offset
+            };
+            let location = Location {
+                segment: segment.id,
+                offset,
+            };
+            Pending { segment, location }
+        };
+        let offset = pending.location.offset;
+        let written = pending
+            .segment
+            .file
+            .write_all_at(&header, offset)
+            .and_then(|()| pending.segment.file.write_all_at(body, offset + HEADER));
+        lock(&pending.segment.writes).unwritten.remove(&offset);
+        written?;
+        Ok(pending)
+    }
+
+    /// Writes one record and makes it durable (the two steps of [`BlobLog::write`] and
+    /// [`Pending::sync`] in one).
+    #[cfg(test)]
+    pub(super) fn append(&self, hash: &[u8], body: &[u8]) -> io::Result<Pending> {
+        let pending = self.write(hash, body)?;
+        pending.sync()?;
+        Ok(pending)
+    }
+
+    fn reader(&self, segment: u32) -> io::Result<Arc<File>> {
+        let mut readers = lock(&self.readers);
+        if let Some(f) = readers.get(&segment) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(segment_path(&self.dir, segment))?);
+        readers.insert(segment, f.clone());
+        Ok(f)
+    }
+
+    /// Reads the body of the record at `location`, which the database says is `size` bytes
+    /// with SHA-256 `hash`.
+    pub(super) fn read(&self, location: Location, size: u64, hash: &[u8]) -> io::Result<Vec<u8>> {
+        let file = self.reader(location.segment)?;
+        let mut header = [0u8; HEADER as usize];
+        file.read_exact_at(&mut header, location.offset)?;
+        if &header[..4] != MAGIC || header[4..12] != size.to_le_bytes() || header[12..] != hash[..8]
+        {
+            return Err(invalid(format!(
+                "blob log record at {}:{} does not match its row",
+                location.segment, location.offset
+            )));
+        }
+        let mut body = vec![0; size as usize];
+        file.read_exact_at(&mut body, location.offset + HEADER)?;
+        Ok(body)
+    }
+
+    /// Whether the record at `location` is whole: its header matches and its body hashes to
+    /// `hash` (recovery, for records that may not have been durable at a crash).
+    pub(super) fn verify(&self, location: Location, size: u64, hash: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        self.read(location, size, hash)
+            .is_ok_and(|body| Sha256::digest(&body).as_slice() == hash)
+    }
+
+    /// Frees the space of records no row points at, in the given segments (all with `None`).
+    /// `live(segment)` gives the (offset, body size) of every record the database still
+    /// points at in that segment, in offset order; it is called after this call has noted the
+    /// records pending in the active segment, so rows committed meanwhile are seen one way
+    /// or the other. Returns the bytes punched out and the number of segment files deleted.
+    pub(super) fn reclaim(
+        &self,
+        segments: Option<&[u32]>,
+        mut live: impl FnMut(u32) -> io::Result<Vec<(u64, u64)>>,
+    ) -> io::Result<(u64, usize)> {
+        // In the active segment only below its first pending record and its end. Other
+        // segments of ours with pending records are still locked, so skipped below.
+        let active = lock(&self.active).as_ref().map(|s| {
+            let w = lock(&s.writes);
+            (s.id, w.pending.keys().next().copied().unwrap_or(w.end))
+        });
+        let ids = match segments {
+            Some(ids) => ids.to_vec(),
+            None => segment_ids(&self.dir)?,
+        };
+        let (mut punched, mut deleted) = (0, 0);
+        for id in ids {
+            let path = segment_path(&self.dir, id);
+            let file = match OpenOptions::new().write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let is_active = active.is_some_and(|(a, _)| a == id);
+            let bound = match active {
+                Some((a, bound)) if a == id => bound,
+                // Nobody appends to it or waits for a commit any more.
+                _ if file.try_lock().is_ok() => file.metadata()?.len(),
+                // Another process appends to it, or a record of ours in it is pending.
+                _ => continue,
+            };
+            let records = live(id)?;
+            if records.is_empty() && !is_active {
+                std::fs::remove_file(&path)?;
+                lock(&self.readers).remove(&id);
+                deleted += 1;
+                continue;
+            }
+            let mut pos = 0;
+            for (offset, size) in records.into_iter().chain([(bound, 0)]) {
+                let start = offset.min(bound);
+                if start > pos {
+                    punch(&file, pos, start - pos)?;
+                    punched += start - pos;
+                }
+                pos = pos.max(offset + HEADER + size);
+                if offset >= bound {
+                    break;
+                }
+            }
+        }
+        Ok((punched, deleted))
+    }
+}
+
+/// Deallocates a byte range of a file (reads return zeros; the size stays).
+fn punch(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    fallocate(
+        file,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    )
+    .map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn hash(body: &[u8]) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(body).to_vec()
+    }
+
+    fn allocated(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    #[test]
+    fn records_round_trip_and_damage_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = BlobLog::open(&dir.path().join("blobs")).unwrap();
+        let a = vec![b'a'; 70_000];
+        let b = b"second".to_vec();
+        let la = log.append(&hash(&a), &a).unwrap().location;
+        let lb = log.append(&hash(&b), &b).unwrap().location;
+        assert_eq!(
+            la,
+            Location {
+                segment: 1,
+                offset: 0
+            }
+        );
+        assert_eq!(lb.offset, HEADER + 70_000);
+        assert_eq!(log.read(la, 70_000, &hash(&a)).unwrap(), a);
+        assert_eq!(log.read(lb, 6, &hash(&b)).unwrap(), b);
+        // A row that does not match the record (wrong size or hash) is an error.
+        assert!(log.read(la, 69_999, &hash(&a)).is_err());
+        assert!(log.read(lb, 6, &hash(b"other!")).is_err());
+        // A new log (a restart) reads them and appends to a new segment.
+        drop(log);
+        let log = BlobLog::open(&dir.path().join("blobs")).unwrap();
+        assert_eq!(log.read(lb, 6, &hash(&b)).unwrap(), b);
+        let lc = log.append(&hash(&b), &b).unwrap().location;
+        assert_eq!(
+            lc,
+            Location {
+                segment: 2,
+                offset: 0
+            }
+        );
+    }
+
+    #[test]
+    fn concurrent_appends_get_their_own_ranges_and_segments_roll() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = BlobLog::with_segment_max(dir.path(), 64 * 1024).unwrap();
+        let locations: Vec<(Location, Vec<u8>)> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4u8)
+                .map(|t| {
+                    let log = &log;
+                    s.spawn(move || {
+                        (0..20u8)
+                            .map(|i| {
+                                let body = vec![t * 20 + i; 5000 + usize::from(i) * 100];
+                                (log.append(&hash(&body), &body).unwrap().location, body)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        for (loc, body) in &locations {
+            assert_eq!(
+                &log.read(*loc, body.len() as u64, &hash(body)).unwrap(),
+                body
+            );
+        }
+        let segments: std::collections::BTreeSet<u32> =
+            locations.iter().map(|(l, _)| l.segment).collect();
+        assert!(segments.len() >= 5, "{segments:?}");
+    }
+
+    #[test]
+    fn reclaim_punches_dead_ranges_and_deletes_dead_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = BlobLog::with_segment_max(dir.path(), 300_000).unwrap();
+        let bodies: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i + 1; 100_000]).collect();
+        let locs: Vec<Location> = bodies
+            .iter()
+            .map(|b| log.append(&hash(b), b).unwrap().location)
+            .collect();
+        // Two records per segment: segments 1, 2 and 3 (active).
+        assert_eq!(
+            locs.iter().map(|l| l.segment).collect::<Vec<_>>(),
+            [1, 1, 2, 2, 3, 3]
+        );
+        let seg1 = segment_path(dir.path(), 1);
+        let before = allocated(&seg1);
+        // Live: the second record of segment 1, nothing of segment 2, both of segment 3.
+        let live = |id: u32| -> io::Result<Vec<(u64, u64)>> {
+            Ok(match id {
+                1 => vec![(locs[1].offset, 100_000)],
+                3 => vec![(locs[4].offset, 100_000), (locs[5].offset, 100_000)],
+                _ => vec![],
+            })
+        };
+        let (punched, deleted) = log.reclaim(None, live).unwrap();
+        assert_eq!(deleted, 1);
+        assert!(!segment_path(dir.path(), 2).exists());
+        assert_eq!(punched, HEADER + 100_000);
+        assert!(allocated(&seg1) + 90_000 < before, "first record freed");
+        assert_eq!(
+            log.read(locs[1], 100_000, &hash(&bodies[1])).unwrap(),
+            bodies[1]
+        );
+        assert_eq!(
+            log.read(locs[5], 100_000, &hash(&bodies[5])).unwrap(),
+            bodies[5]
+        );
+        // A reclaimed record reads as an error, not as zeros.
+        assert!(log.read(locs[0], 100_000, &hash(&bodies[0])).is_err());
+    }
+
+    #[test]
+    fn reclaim_spares_appends_in_flight_and_other_processes_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = BlobLog::open(dir.path()).unwrap();
+        let body = vec![7u8; 50_000];
+        let done = log.append(&hash(&body), &body).unwrap().location;
+        let pending = log.append(&hash(&body), &body).unwrap();
+        let after = log.append(&hash(&body), &body).unwrap().location;
+        // Another process (another log on the same directory) appends to its own segment.
+        let other = BlobLog::open(dir.path()).unwrap();
+        let theirs = other.append(&hash(&body), &body).unwrap();
+        assert_eq!(theirs.location.segment, 2);
+        // No rows at all: only what lies before the first append in flight may go.
+        let (punched, deleted) = log.reclaim(None, |_| Ok(vec![])).unwrap();
+        assert_eq!((punched, deleted), (HEADER + 50_000, 0));
+        assert!(log.read(done, 50_000, &hash(&body)).is_err());
+        assert_eq!(
+            log.read(pending.location, 50_000, &hash(&body)).unwrap(),
+            body
+        );
+        assert_eq!(log.read(after, 50_000, &hash(&body)).unwrap(), body);
+        assert_eq!(
+            other.read(theirs.location, 50_000, &hash(&body)).unwrap(),
+            body
+        );
+        // Once the other process is gone, its segment is ours to reclaim.
+        drop(theirs);
+        drop(other);
+        let (_, deleted) = log.reclaim(None, |_| Ok(vec![])).unwrap();
+        assert_eq!(deleted, 1);
+    }
+}
