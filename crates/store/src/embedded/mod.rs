@@ -249,7 +249,10 @@ fn put_blob(conn: &Connection, hash: &[u8], data: &[u8]) -> Result<i64> {
         )?
         .execute(params![hash, data.len() as i64, data])?;
     if inserted == 1 {
-        return Ok(conn.last_insert_rowid());
+        let id = conn.last_insert_rowid();
+        conn.prepare_cached("INSERT INTO blob_lines (blob_id, canonical_size) VALUES (?1, ?2)")?
+            .execute(params![id, canonical_size(data) as i64])?;
+        return Ok(id);
     }
     Ok(conn
         .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")?
@@ -688,6 +691,17 @@ impl Backend for Embedded {
         Ok(r)
     }
 
+    async fn expunge_uids(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<Uid>> {
+        let r = self
+            .writer
+            .write(move |c| mailboxes::expunge_uids(c, mailbox, uids))
+            .await?;
+        if !r.is_empty() {
+            self.notifier.bump(&[mailbox]);
+        }
+        Ok(r)
+    }
+
     async fn copy_messages(
         &self,
         from: MailboxId,
@@ -711,6 +725,10 @@ impl Backend for Embedded {
 
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
         self.read(move |c| mailboxes::messages(c, mailbox)).await
+    }
+
+    async fn message_listing(&self, mailbox: MailboxId) -> Result<MessageListing> {
+        self.read(move |c| mailboxes::listing(c, mailbox)).await
     }
 
     async fn get_messages(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<MessageMeta>> {

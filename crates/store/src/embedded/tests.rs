@@ -538,3 +538,99 @@ async fn search_text_finds_substrings_through_the_trigram_index() {
     assert_eq!(indexed("noodle bar"), 0);
     assert_eq!(indexed("noodle soup"), 1);
 }
+
+#[test]
+fn canonical_size_counts_crlf_line_ends() {
+    for (data, want) in [
+        (&b""[..], 0),
+        (b"a\r\nb\r\n", 6),
+        (b"a\nb\n", 6),
+        (b"a\r\nb", 6),
+        (b"\n", 2),
+        (b"a\rb\n", 5),
+        (b"a\r\r\n", 4),
+        (b"x\r", 4),
+    ] {
+        assert_eq!(
+            canonical_size(data),
+            want,
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}
+
+#[tokio::test]
+async fn listing_has_canonical_sizes_and_expunge_uids_ignores_flags() {
+    let (_d, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let mut watch = s.watch(inbox.id);
+    s.append(
+        inbox.id,
+        vec![msg("A: 1\r\n\r\nx\r\n"), msg("A: 2\n\ny"), msg("three\r\n")],
+    )
+    .await
+    .unwrap();
+    let l = s.message_listing(inbox.id).await.unwrap();
+    assert_eq!(l.mailbox.uid_validity, inbox.uid_validity);
+    let sizes: Vec<(Uid, u64, u64)> = l
+        .messages
+        .iter()
+        .map(|m| (m.uid, m.size, m.canonical_size))
+        .collect();
+    assert_eq!(sizes, [(1, 11, 11), (2, 7, 11), (3, 7, 7)]);
+
+    // An IMAP client marked 3 \Deleted; a POP3 session deletes 1 and 2 (and 9, long gone).
+    s.store_flags(
+        inbox.id,
+        vec![3],
+        FlagOp::Add,
+        Flags::from_names(&["\\Deleted"]),
+        None,
+    )
+    .await
+    .unwrap();
+    watch.mark_unchanged();
+    let before = mailbox(&s, a, "INBOX").await.highest_modseq;
+    assert_eq!(
+        s.expunge_uids(inbox.id, vec![2, 9, 1, 2]).await.unwrap(),
+        [1, 2]
+    );
+    assert!(watch.has_changed().unwrap(), "expunge wakes watchers");
+    assert_eq!(s.snapshot(inbox.id).await.unwrap().uids, [3]);
+    assert_eq!(
+        s.changes_since(inbox.id, before).await.unwrap().expunged,
+        [1, 2]
+    );
+    assert!(s.expunge_uids(inbox.id, vec![1]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn migration_backfills_canonical_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = {
+        let s = Store::open_embedded(dir.path()).unwrap();
+        s.add_domain("naver.test").await.unwrap();
+        let a = s.add_account("a@naver.test", "h").await.unwrap();
+        let inbox = mailbox(&s, a, "INBOX").await;
+        s.append(inbox.id, vec![msg("bare\nlf\n")]).await.unwrap();
+        inbox
+    };
+    // Back to the schema before blob_lines, as a database from an older version.
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    c.execute_batch(
+        "DROP TRIGGER blob_lines_removed; DROP TABLE blob_lines; PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(c);
+    let s = Store::open_embedded(dir.path()).unwrap();
+    let l = s.message_listing(inbox.id).await.unwrap();
+    assert_eq!(l.messages[0].canonical_size, 10);
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT canonical_size FROM blob_lines", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 10);
+}
