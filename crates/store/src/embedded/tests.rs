@@ -503,17 +503,35 @@ async fn search_text_finds_substrings_through_the_trigram_index() {
     while s.summarize_pending(None, 10, plain_summary).await.unwrap() > 0 {}
 
     // Substrings inside words, case-folded text, only this mailbox.
-    assert_eq!(find(TextField::Body, "oodl").await.unwrap(), Some(vec![1, 3]));
-    assert_eq!(find(TextField::Body, "at the n").await.unwrap(), Some(vec![1]));
+    assert_eq!(
+        find(TextField::Body, "oodl").await.unwrap(),
+        Some(vec![1, 3])
+    );
+    assert_eq!(
+        find(TextField::Body, "at the n").await.unwrap(),
+        Some(vec![1])
+    );
     // Korean: trigrams are characters, not words.
-    assert_eq!(find(TextField::Body, "회의는").await.unwrap(), Some(vec![2]));
-    assert_eq!(find(TextField::Body, "취소되").await.unwrap(), Some(vec![2]));
+    assert_eq!(
+        find(TextField::Body, "회의는").await.unwrap(),
+        Some(vec![2])
+    );
+    assert_eq!(
+        find(TextField::Body, "취소되").await.unwrap(),
+        Some(vec![2])
+    );
     // Double quotes are literal, not query syntax.
-    assert_eq!(find(TextField::Body, "\"noodle\"").await.unwrap(), Some(vec![3]));
+    assert_eq!(
+        find(TextField::Body, "\"noodle\"").await.unwrap(),
+        Some(vec![3])
+    );
     // BODY does not look at headers; TEXT does.
     assert_eq!(find(TextField::Body, "lunch").await.unwrap(), Some(vec![]));
     assert_eq!(find(TextField::Any, "lunch").await.unwrap(), Some(vec![1]));
-    assert_eq!(find(TextField::Any, "회의 안내").await.unwrap(), Some(vec![2]));
+    assert_eq!(
+        find(TextField::Any, "회의 안내").await.unwrap(),
+        Some(vec![2])
+    );
     // Too short for a trigram, or a line break in a header search: the caller must scan.
     assert_eq!(find(TextField::Body, "no").await.unwrap(), None);
     assert_eq!(find(TextField::Any, "lunch\nmeet").await.unwrap(), None);
