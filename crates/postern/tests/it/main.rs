@@ -9,6 +9,8 @@ mod crash;
 mod imap;
 mod imap_interop;
 mod interop;
+mod pop3;
+mod pop3_interop;
 mod smtp_mx;
 mod submission;
 mod support;
