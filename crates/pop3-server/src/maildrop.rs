@@ -240,6 +240,7 @@ impl Session {
             .collect();
         if uids.is_empty() {
             proto_pop3::ok(&mut self.out, &format!("{host} Postern POP3 signing off"));
+            self.release();
             return Err(End::Closed);
         }
         let (mailbox, count) = (m.mailbox, uids.len());
@@ -266,7 +267,14 @@ impl Session {
                 );
             }
         }
+        self.release();
         Err(End::Closed)
+    }
+
+    /// Leaves the TRANSACTION state, releasing the maildrop lock before the final reply is
+    /// sent: a client that logs in again right after QUIT must not find it still locked.
+    fn release(&mut self) {
+        self.state = crate::session::State::Authorization { user: None };
     }
 }
 

@@ -623,6 +623,19 @@ async fn listing_has_canonical_sizes_and_expunge_uids_ignores_flags() {
         [1, 2]
     );
     assert!(s.expunge_uids(inbox.id, vec![1]).await.unwrap().is_empty());
+
+    // Blobs are read inline up to INLINE_BLOB, on the blocking pool above it: same bytes.
+    let big = "x".repeat(INLINE_BLOB + 1);
+    s.append(inbox.id, vec![msg("small\r\n"), msg(&big)])
+        .await
+        .unwrap();
+    let metas = s.get_messages(inbox.id, vec![4, 5]).await.unwrap();
+    assert_eq!(s.read_blob(metas[0].blob).await.unwrap(), b"small\r\n");
+    assert_eq!(s.read_blob(metas[1].blob).await.unwrap(), big.as_bytes());
+    assert!(matches!(
+        s.read_blob(BlobId(999_999)).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
