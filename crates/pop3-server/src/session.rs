@@ -98,6 +98,10 @@ impl Session {
         loop {
             let command = match self.next_command().await? {
                 Ok(Ok(c)) => c,
+                Ok(Err(ParseError::Unknown(k))) if k.is_empty() => {
+                    self.error(None, "Empty command")?;
+                    continue;
+                }
                 Ok(Err(ParseError::Unknown(k))) => {
                     self.error(None, &format!("Unknown command {k}"))?;
                     continue;
