@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Postern. On a fresh Debian machine it first installs what the tests
-# need (swaks and mbsync from isync, the real SMTP and IMAP client programs the interop
-# tests drive).
+# need (swaks, mbsync from isync and fetchmail: the real SMTP, IMAP and POP3 client programs
+# the interop tests drive).
 #   ./test.sh            format check, clippy, and the whole test suite
 #   ./test.sh --quick    the test suite only
 set -euo pipefail
@@ -10,6 +10,7 @@ cd "$(dirname "$0")"
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
+command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -75,6 +75,7 @@ use tokio::net::TcpStream;
 
 mod genmail;
 mod imap;
+mod pop3;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -102,6 +103,10 @@ enum Cmd {
     /// logged-in connections (commands), memory per idle connection
     /// (idle-connections), or SELECT time of a big mailbox (select).
     Imap(imap::ImapArgs),
+
+    /// POP3 load generator: C clients each logging in, STAT, LIST, RETR of every message,
+    /// QUIT, for a duration; sessions/s and server CPU per session.
+    Pop3(pop3::Pop3Args),
 
     /// Write deterministic test mail (Maildir and/or mbox) for the IMAP benchmark.
     GenMail(genmail::GenArgs),
@@ -222,6 +227,10 @@ fn main() -> Result<()> {
         }
         Cmd::Imap(args) => {
             let code = imap::imap_main(args)?;
+            std::process::exit(code);
+        }
+        Cmd::Pop3(args) => {
+            let code = pop3::pop3_main(args)?;
             std::process::exit(code);
         }
         Cmd::GenMail(args) => genmail::gen_main(args),

@@ -121,6 +121,9 @@ pub struct Limits {
     pub imap_idle_timeout: u64,
     /// Storage quota per account in bytes (IMAP QUOTA, SMTP "mailbox full"); 0 = unlimited.
     pub mailbox_quota: u64,
+    /// Seconds a logged-in POP3 client may stay silent (RFC 1939 3: at least 10 minutes);
+    /// before login the limit is 60 s, or this if shorter.
+    pub pop3_timeout: u64,
 }
 
 impl Default for Limits {
@@ -135,6 +138,7 @@ impl Default for Limits {
             smtp_max_errors: 20,
             imap_idle_timeout: 1800,
             mailbox_quota: 0,
+            pop3_timeout: 600,
         }
     }
 }
@@ -257,6 +261,7 @@ impl Config {
             ("limits.smtp_data_timeout", l.smtp_data_timeout),
             ("limits.smtp_max_errors", l.smtp_max_errors as u64),
             ("limits.imap_idle_timeout", l.imap_idle_timeout),
+            ("limits.pop3_timeout", l.pop3_timeout),
             ("auth.max_failures", self.auth.max_failures as u64),
         ];
         for (key, v) in positive {
@@ -313,6 +318,7 @@ mod tests {
             ("[listen]\nsmtp = \"nonsense\"", "smtp"),
             ("[limits]\nmax_message_size = \"big\"", "max_message_size"),
             ("[limits]\nmax_recipients = 0", "limits.max_recipients"),
+            ("[limits]\npop3_timeout = 0", "limits.pop3_timeout"),
             ("[tls]\ncert = \"/x.pem\"", "tls.key"),
             ("hostname = \"bad host\"", "hostname"),
             ("[relay.routes]\n\"daum.test\" = \"nohost\"", "relay.routes"),

@@ -9,6 +9,7 @@ use anyhow::Context;
 use auth::{Authenticator, FailureLimiter};
 use imap_server::ImapServer;
 use net::{ConnLimits, ShutdownTrigger, TlsMode};
+use pop3_server::{MaildropLocks, Pop3Server};
 use queue::Deliverer;
 use smtp_server::{Role, Settings, SmtpServer};
 use store::Store;
@@ -170,14 +171,39 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             ));
         }
     }
-    let unavailable = [
-        ("pop3", listen.pop3),
-        ("pop3s", listen.pop3s),
-        ("http", listen.http),
-    ]
-    .into_iter()
-    .filter_map(|(n, a)| a.map(|a| (n, a)))
-    .collect();
+    let pop3_settings = pop3_server::Settings {
+        hostname: config.hostname.clone(),
+        login_timeout: Duration::from_secs(l.pop3_timeout.min(60)),
+        timeout: Duration::from_secs(l.pop3_timeout),
+        allow_plaintext_auth: config.auth.allow_plaintext,
+        plaintext_auth_on_loopback: config.auth.plaintext_on_loopback,
+        max_errors: 20,
+    };
+    // One lock table for both listeners: a maildrop is locked whichever port a client uses.
+    let locks = MaildropLocks::new();
+    for (name, addr, implicit) in [("pop3", listen.pop3, false), ("pop3s", listen.pop3s, true)] {
+        if let Some((socket, tls, starttls)) = start_listener(name, addr, implicit).await? {
+            let server = Arc::new(Pop3Server::new(
+                pop3_settings.clone(),
+                store.clone(),
+                auth.clone(),
+                locks.clone(),
+                starttls,
+            ));
+            tracker.spawn(net::serve(
+                socket,
+                tls,
+                conn_limits.clone(),
+                server,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+    }
+    let unavailable = [("http", listen.http)]
+        .into_iter()
+        .filter_map(|(n, a)| a.map(|a| (n, a)))
+        .collect();
     Ok(Running {
         listeners,
         unavailable,

@@ -108,6 +108,10 @@ pub trait Backend: Send + Sync {
     ) -> Result<FlagUpdate>;
     /// Removes messages flagged `\Deleted` (only among `uids` when given); returns their UIDs.
     async fn expunge(&self, mailbox: MailboxId, uids: Option<Vec<Uid>>) -> Result<Vec<Uid>>;
+    /// Removes exactly the messages of `uids` that still exist, whatever their flags (a POP3
+    /// session's deletions at QUIT); returns the UIDs removed, ascending. Messages flagged
+    /// `\Deleted` but not listed stay.
+    async fn expunge_uids(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<Uid>>;
     /// Copies messages to another mailbox of the same account; `remove` makes it a MOVE
     /// (the source copies are expunged in the same transaction).
     async fn copy_messages(
@@ -122,6 +126,9 @@ pub trait Backend: Send + Sync {
     fn watch(&self, mailbox: MailboxId) -> tokio::sync::watch::Receiver<u64>;
     /// Metadata of every message of a mailbox, in UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
+    /// The mailbox and each message's UID and sizes (stored and canonical CRLF), from one
+    /// read transaction; reads no message bytes.
+    async fn message_listing(&self, mailbox: MailboxId) -> Result<MessageListing>;
     /// Metadata of the messages of `uids` (ascending) that still exist, in UID order.
     async fn get_messages(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<MessageMeta>>;
     /// The raw bytes of a stored message.

@@ -336,6 +336,45 @@ pub struct CopyResult {
     pub pairs: Vec<(Uid, Uid)>,
 }
 
+/// One message of a [`MessageListing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedMessage {
+    /// UID within the mailbox.
+    pub uid: Uid,
+    /// The stored bytes.
+    pub blob: BlobId,
+    /// Octets as stored (IMAP RFC822.SIZE).
+    pub size: u64,
+    /// Octets in canonical form, every line ended by CRLF ([`canonical_size`]).
+    pub canonical_size: u64,
+}
+
+/// A mailbox and every message in it with its sizes, from one read transaction: what a
+/// download-and-delete client (POP3) fixes at login.
+#[derive(Debug, Clone)]
+pub struct MessageListing {
+    /// The mailbox as of the listing.
+    pub mailbox: Mailbox,
+    /// Its messages in UID order.
+    pub messages: Vec<ListedMessage>,
+}
+
+/// Size of `data` in canonical form: each bare LF becomes CRLF (an existing CRLF stays as it
+/// is, a lone CR is ordinary line content) and a last line without a line end gets CRLF.
+/// Messages arriving by SMTP are canonical already; IMAP APPEND and imports may not be.
+pub fn canonical_size(data: &[u8]) -> u64 {
+    let mut size = data.len() as u64;
+    for i in memchr::memchr_iter(b'\n', data) {
+        if i == 0 || data[i - 1] != b'\r' {
+            size += 1;
+        }
+    }
+    if data.last().is_some_and(|b| *b != b'\n') {
+        size += 2;
+    }
+    size
+}
+
 /// Aggregates for STATUS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailboxStatus {

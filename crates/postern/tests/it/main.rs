@@ -10,6 +10,8 @@ mod imap;
 mod imap_compress;
 mod imap_interop;
 mod interop;
+mod pop3;
+mod pop3_interop;
 mod smtp_mx;
 mod submission;
 mod support;

@@ -148,6 +148,42 @@ pub(super) fn snapshot(c: &Connection, mailbox: MailboxId) -> Result<MailboxSnap
     result
 }
 
+pub(super) fn listing(
+    c: &Connection,
+    log: &super::BlobLog,
+    mailbox: MailboxId,
+) -> Result<MessageListing> {
+    // One read transaction: the mailbox row and the message list agree.
+    c.execute_batch("BEGIN")?;
+    let result = (|| {
+        let mailbox = by_id(c, mailbox)?;
+        let mut messages = Vec::with_capacity(mailbox.messages as usize);
+        let mut stmt = c.prepare_cached(
+            "SELECT m.uid, m.blob_id, m.size, l.canonical_size FROM messages m
+             LEFT JOIN blob_lines l ON l.blob_id = m.blob_id
+             WHERE m.mailbox_id = ?1 ORDER BY m.uid",
+        )?;
+        let mut rows = stmt.query([mailbox.id.0])?;
+        while let Some(r) = rows.next()? {
+            let blob = BlobId(r.get(1)?);
+            let canonical = match r.get::<_, Option<i64>>(3)? {
+                Some(n) => n as u64,
+                // Only a blob written by an older binary after the migration lacks a row.
+                None => canonical_size(&super::blob_data(c, log, blob.0)?),
+            };
+            messages.push(ListedMessage {
+                uid: r.get(0)?,
+                blob,
+                size: r.get::<_, i64>(2)? as u64,
+                canonical_size: canonical,
+            });
+        }
+        Ok(MessageListing { mailbox, messages })
+    })();
+    c.execute_batch("COMMIT")?;
+    result
+}
+
 pub(super) fn changes_since(
     c: &Connection,
     mailbox: MailboxId,
@@ -440,6 +476,21 @@ pub(super) fn expunge(
     }
     remove_messages(c, mailbox, &uids)?;
     Ok(uids)
+}
+
+pub(super) fn expunge_uids(
+    c: &Connection,
+    mailbox: MailboxId,
+    mut uids: Vec<Uid>,
+) -> Result<Vec<Uid>> {
+    uids.sort_unstable();
+    uids.dedup();
+    let present: Vec<Uid> = messages_by_uid(c, mailbox, &uids)?
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    remove_messages(c, mailbox, &present)?;
+    Ok(present)
 }
 
 pub(super) fn copy(

@@ -49,6 +49,8 @@ pub(crate) struct Embedded {
 /// Up to this many indexed point reads (a list page) run on the caller's thread, like
 /// [`Embedded::lookup`]; more go to the blocking pool.
 const INLINE_POINT_READS: usize = 128;
+/// Blobs up to this size are read on the caller's thread too.
+const INLINE_BLOB: usize = 64 * 1024;
 
 fn now() -> i64 {
     SystemTime::now()
@@ -108,13 +110,11 @@ impl Embedded {
         data: fn(&T) -> &Vec<u8>,
     ) -> Result<(Vec<Body>, Vec<T>)> {
         if items.iter().all(|i| data(i).len() < LOG_MIN) {
+            // Nothing to log: hash on the caller's thread, no hand-off.
             let bodies = items
                 .iter()
-                .map(|i| Body {
-                    hash: sha256(data(i)),
-                    logged: None,
-                })
-                .collect();
+                .map(|i| prepare_body(&self.log, data(i)))
+                .collect::<Result<_>>()?;
             return Ok((bodies, items));
         }
         let log = self.log.clone();
@@ -348,17 +348,21 @@ fn unique_violation(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreE
 /// Bodies at least this large go to the blob log instead of the database (see blob_log.rs).
 const LOG_MIN: usize = 32 * 1024;
 
-/// A message body hashed and, when large, already durable in the blob log.
-struct Body {
+/// What a write job needs to store a body besides its bytes. Computed on the caller's
+/// thread: the writer thread is the serial bottleneck.
+#[derive(Debug, Clone)]
+struct BlobKey {
     hash: Vec<u8>,
-    /// Held until the row pointing at the record has committed (or failed to).
-    logged: Option<blob_log::Pending>,
+    canonical_size: u64,
+    /// Its blob-log record, for a large body.
+    at: Option<Location>,
 }
 
-impl Body {
-    fn location(&self) -> Option<Location> {
-        self.logged.as_ref().map(|p| p.location)
-    }
+/// A message body ready to store: its key and, for a large body, its blob-log record.
+struct Body {
+    key: BlobKey,
+    /// Held until the row pointing at the record has committed (or failed to).
+    logged: Option<blob_log::Pending>,
 }
 
 /// The current watermarks of the segments `bodies` were logged in.
@@ -376,7 +380,8 @@ fn log_error(source: std::io::Error) -> StoreError {
     }
 }
 
-/// Hashes `data` and, for a large body, writes it to the blob log (blocking; not yet durable).
+/// Hashes and measures `data` and, for a large body, writes it to the blob log (blocking;
+/// not yet durable).
 fn prepare_body(log: &BlobLog, data: &[u8]) -> Result<Body> {
     let hash = sha256(data);
     let logged = if data.len() >= LOG_MIN {
@@ -384,7 +389,12 @@ fn prepare_body(log: &BlobLog, data: &[u8]) -> Result<Body> {
     } else {
         None
     };
-    Ok(Body { hash, logged })
+    let key = BlobKey {
+        hash,
+        canonical_size: canonical_size(data),
+        at: logged.as_ref().map(|p| p.location),
+    };
+    Ok(Body { key, logged })
 }
 
 /// Stores the blob-log watermarks of `marks` (see blob_log.rs) with the rows of a write job.
@@ -446,7 +456,8 @@ fn recover_log(conn: &Connection, log: &BlobLog) -> Result<usize> {
 }
 
 /// Inserts (or finds) a blob by its hash; `at` is its blob-log record, if it has one.
-fn put_blob(conn: &Connection, hash: &[u8], data: &[u8], at: Option<Location>) -> Result<i64> {
+fn put_blob(conn: &Connection, key: &BlobKey, data: &[u8]) -> Result<i64> {
+    let (hash, at) = (&key.hash, key.at);
     let inserted = conn
         .prepare_cached(
             "INSERT INTO blobs (hash, size, data, segment, offset) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -460,7 +471,10 @@ fn put_blob(conn: &Connection, hash: &[u8], data: &[u8], at: Option<Location>) -
             at.map(|l| l.offset as i64),
         ])?;
     if inserted == 1 {
-        return Ok(conn.last_insert_rowid());
+        let id = conn.last_insert_rowid();
+        conn.prepare_cached("INSERT INTO blob_lines (blob_id, canonical_size) VALUES (?1, ?2)")?
+            .execute(params![id, key.canonical_size as i64])?;
+        return Ok(id);
     }
     Ok(conn
         .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")?
@@ -923,6 +937,17 @@ impl Backend for Embedded {
         Ok(r)
     }
 
+    async fn expunge_uids(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<Uid>> {
+        let r = self
+            .writer
+            .write(move |c| mailboxes::expunge_uids(c, mailbox, uids))
+            .await?;
+        if !r.is_empty() {
+            self.notifier.bump(&[mailbox]);
+        }
+        Ok(r)
+    }
+
     async fn copy_messages(
         &self,
         from: MailboxId,
@@ -948,6 +973,12 @@ impl Backend for Embedded {
         self.read(move |c| mailboxes::messages(c, mailbox)).await
     }
 
+    async fn message_listing(&self, mailbox: MailboxId) -> Result<MessageListing> {
+        let log = self.log.clone();
+        self.read(move |c| mailboxes::listing(c, &log, mailbox))
+            .await
+    }
+
     async fn get_messages(&self, mailbox: MailboxId, uids: Vec<Uid>) -> Result<Vec<MessageMeta>> {
         if uids.len() <= INLINE_POINT_READS {
             self.lookup(|c| mailboxes::messages_by_uid(c, mailbox, &uids))
@@ -958,17 +989,35 @@ impl Backend for Embedded {
     }
 
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
-        let log = self.log.clone();
-        self.read(move |c| blob_data(c, &log, blob.0)).await
+        // A small blob is a few cached page reads, cheaper on the caller's thread than the two
+        // hand-offs of `read` (POP3 RETR, IMAP BODY[] of ordinary mail); `size` comes before
+        // `data` in the row, so asking for it reads no overflow pages.
+        let small = self.lookup(|c| {
+            let size: Option<i64> = c
+                .prepare_cached("SELECT size FROM blobs WHERE id = ?1")?
+                .query_row([blob.0], |r| r.get(0))
+                .optional()?;
+            match size {
+                Some(n) if n <= INLINE_BLOB as i64 => blob_data(c, &self.log, blob.0).map(Some),
+                _ => Ok(None),
+            }
+        })?;
+        match small {
+            Some(data) => Ok(data),
+            None => {
+                let log = self.log.clone();
+                self.read(move |c| blob_data(c, &log, blob.0)).await
+            }
+        }
     }
 
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>> {
         self.activity.fetch_add(1, Ordering::Relaxed);
         let (bodies, messages) = self.prepare_bodies(messages, |m| &m.data).await?;
-        let hashed: Vec<(Vec<u8>, Option<Location>, NewMessage)> = bodies
+        let keyed: Vec<(BlobKey, NewMessage)> = bodies
             .iter()
             .zip(messages)
-            .map(|(b, m)| (b.hash.clone(), b.location(), m))
+            .map(|(b, m)| (b.key.clone(), m))
             .collect();
         let marks = durable_marks(&bodies);
         let commit = self.writer.write(move |c| {
@@ -979,9 +1028,9 @@ impl Backend for Embedded {
                 return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
             }
             put_durable_marks(c, &marks)?;
-            let mut uids = Vec::with_capacity(hashed.len());
-            for (hash, at, m) in &hashed {
-                let blob = put_blob(c, hash, &m.data, *at)?;
+            let mut uids = Vec::with_capacity(keyed.len());
+            for (key, m) in &keyed {
+                let blob = put_blob(c, key, &m.data)?;
                 uids.push(insert_message(
                     c,
                     mailbox.0,
@@ -1194,16 +1243,15 @@ impl Backend for Embedded {
         let (bodies, mut parts) = self.prepare_bodies(parts, |p| p).await?;
         d.remote_data = parts.pop().unwrap_or_default();
         d.local_data = parts.pop().unwrap_or_default();
-        let key = |i: usize| (bodies[i].hash.clone(), bodies[i].location());
-        let local_hash = (!d.local.is_empty()).then(|| key(0));
-        let remote_hash = (!d.remote.is_empty()).then(|| key(1));
+        let local_key = (!d.local.is_empty()).then(|| bodies[0].key.clone());
+        let remote_key = (!d.remote.is_empty()).then(|| bodies[1].key.clone());
         let marks = durable_marks(&bodies);
         let commit = self.writer.write(move |c| {
                 put_durable_marks(c, &marks)?;
                 let mut local_uids = Vec::with_capacity(d.local.len());
                 let mut inboxes = Vec::with_capacity(d.local.len());
-                if let Some((hash, at)) = &local_hash {
-                    let blob = put_blob(c, hash, &d.local_data, *at)?;
+                if let Some(key) = &local_key {
+                    let blob = put_blob(c, key, &d.local_data)?;
                     for account in &d.local {
                         let inbox = inbox_of(c, account.0)?;
                         inboxes.push(MailboxId(inbox));
@@ -1218,8 +1266,8 @@ impl Backend for Embedded {
                     }
                 }
                 let mut queue_id = None;
-                if let Some((hash, at)) = &remote_hash {
-                    let blob = put_blob(c, hash, &d.remote_data, *at)?;
+                if let Some(key) = &remote_key {
+                    let blob = put_blob(c, key, &d.remote_data)?;
                     c.prepare_cached(
                         "INSERT INTO queue (sender, blob_id, size, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",
                     )?

@@ -147,6 +147,19 @@ END;
 INSERT OR IGNORE INTO summary_todo (blob_id) SELECT id FROM blobs;
 "#,
     r#"
+-- Per blob, its size in canonical form (every line ended by CRLF; `crate::canonical_size`),
+-- which POP3 reports and sends. A table of its own: a column after `data` in `blobs` would be
+-- read by walking the blob's overflow pages. Filled at insert; existing blobs are filled by
+-- `backfill_canonical_sizes` right after this step.
+CREATE TABLE blob_lines (
+    blob_id INTEGER PRIMARY KEY,
+    canonical_size INTEGER NOT NULL
+);
+CREATE TRIGGER blob_lines_removed AFTER DELETE ON blobs BEGIN
+    DELETE FROM blob_lines WHERE blob_id = old.id;
+END;
+"#,
+    r#"
 -- Large bodies live in the blob log (segment files beside the database, see blob_log.rs):
 -- such a row has segment and offset set and an empty data. log_garbage lists segments that
 -- lost records since their space was last reclaimed.
@@ -163,13 +176,37 @@ END;
 "#,
 ];
 
+/// Schema version that introduced `blob_lines`.
+const BLOB_LINES_VERSION: usize = 6;
+
 /// Brings the schema up to date; safe to run from several processes (it takes the write lock).
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
+        if i + 1 == BLOB_LINES_VERSION {
+            backfill_canonical_sizes(&tx)?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
     }
     tx.commit()
+}
+
+/// Fills `blob_lines` for the blobs stored before it existed (one pass over the blobs, once).
+fn backfill_canonical_sizes(c: &Connection) -> rusqlite::Result<()> {
+    let mut put = c.prepare("INSERT INTO blob_lines (blob_id, canonical_size) VALUES (?1, ?2)")?;
+    let mut stmt = c.prepare("SELECT id, data FROM blobs")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let size = match r.get_ref(1)? {
+            rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {
+                crate::canonical_size(b)
+            }
+            _ => 0,
+        };
+        put.execute(rusqlite::params![id, size as i64])?;
+    }
+    Ok(())
 }

@@ -647,7 +647,10 @@ async fn recovery_removes_messages_whose_log_record_did_not_survive() {
     // A crash before the second record reached the disk: its bytes are gone (zeros), its row
     // committed. It lies above the watermark stored with it, so recovery checks it.
     let segment = dir.path().join(BLOB_DIR).join("00000001.seg");
-    let f = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
     use std::os::unix::fs::FileExt;
     f.write_all_at(&[0; 100], blob_log::HEADER + 50_000 + 30)
         .unwrap();
@@ -658,4 +661,117 @@ async fn recovery_removes_messages_whose_log_record_did_not_survive() {
     // Other sessions learn of the removal like of any expunge.
     let changes = s.changes_since(inbox.id, 0).await.unwrap();
     assert!(changes.expunged.contains(&2), "{changes:?}");
+}
+
+#[test]
+fn canonical_size_counts_crlf_line_ends() {
+    for (data, want) in [
+        (&b""[..], 0),
+        (b"a\r\nb\r\n", 6),
+        (b"a\nb\n", 6),
+        (b"a\r\nb", 6),
+        (b"\n", 2),
+        (b"a\rb\n", 5),
+        (b"a\r\r\n", 4),
+        (b"x\r", 4),
+    ] {
+        assert_eq!(
+            canonical_size(data),
+            want,
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}
+
+#[tokio::test]
+async fn listing_has_canonical_sizes_and_expunge_uids_ignores_flags() {
+    let (_d, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let mut watch = s.watch(inbox.id);
+    s.append(
+        inbox.id,
+        vec![msg("A: 1\r\n\r\nx\r\n"), msg("A: 2\n\ny"), msg("three\r\n")],
+    )
+    .await
+    .unwrap();
+    let l = s.message_listing(inbox.id).await.unwrap();
+    assert_eq!(l.mailbox.uid_validity, inbox.uid_validity);
+    let sizes: Vec<(Uid, u64, u64)> = l
+        .messages
+        .iter()
+        .map(|m| (m.uid, m.size, m.canonical_size))
+        .collect();
+    assert_eq!(sizes, [(1, 11, 11), (2, 7, 11), (3, 7, 7)]);
+
+    // An IMAP client marked 3 \Deleted; a POP3 session deletes 1 and 2 (and 9, long gone).
+    s.store_flags(
+        inbox.id,
+        vec![3],
+        FlagOp::Add,
+        Flags::from_names(&["\\Deleted"]),
+        None,
+    )
+    .await
+    .unwrap();
+    watch.mark_unchanged();
+    let before = mailbox(&s, a, "INBOX").await.highest_modseq;
+    assert_eq!(
+        s.expunge_uids(inbox.id, vec![2, 9, 1, 2]).await.unwrap(),
+        [1, 2]
+    );
+    assert!(watch.has_changed().unwrap(), "expunge wakes watchers");
+    assert_eq!(s.snapshot(inbox.id).await.unwrap().uids, [3]);
+    assert_eq!(
+        s.changes_since(inbox.id, before).await.unwrap().expunged,
+        [1, 2]
+    );
+    assert!(s.expunge_uids(inbox.id, vec![1]).await.unwrap().is_empty());
+
+    // Blobs are read inline up to INLINE_BLOB, on the blocking pool above it: same bytes.
+    let big = "x".repeat(INLINE_BLOB + 1);
+    s.append(inbox.id, vec![msg("small\r\n"), msg(&big)])
+        .await
+        .unwrap();
+    let metas = s.get_messages(inbox.id, vec![4, 5]).await.unwrap();
+    assert_eq!(s.read_blob(metas[0].blob).await.unwrap(), b"small\r\n");
+    assert_eq!(s.read_blob(metas[1].blob).await.unwrap(), big.as_bytes());
+    assert!(matches!(
+        s.read_blob(BlobId(999_999)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn migration_backfills_canonical_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = {
+        let s = Store::open_embedded(dir.path()).unwrap();
+        s.add_domain("naver.test").await.unwrap();
+        let a = s.add_account("a@naver.test", "h").await.unwrap();
+        let inbox = mailbox(&s, a, "INBOX").await;
+        s.append(inbox.id, vec![msg("bare\nlf\n")]).await.unwrap();
+        inbox
+    };
+    // Back to the schema before blob_lines (and the blob log after it), as a database from
+    // an older version.
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    c.execute_batch(
+        "DROP TRIGGER blob_logged_removed; DROP TABLE log_garbage; DROP TABLE log_durable;
+         DROP INDEX blobs_segment; ALTER TABLE blobs DROP COLUMN segment;
+         ALTER TABLE blobs DROP COLUMN offset;
+         DROP TRIGGER blob_lines_removed; DROP TABLE blob_lines; PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(c);
+    let s = Store::open_embedded(dir.path()).unwrap();
+    let l = s.message_listing(inbox.id).await.unwrap();
+    assert_eq!(l.messages[0].canonical_size, 10);
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT canonical_size FROM blob_lines", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 10);
 }
