@@ -2,7 +2,8 @@
 //! restarted, and then every message that got "250" must be stored exactly once, and none whose
 //! final "." was never sent. A message whose "." was sent but whose reply never arrived is in
 //! doubt (the server may have committed it just before dying; SMTP cannot tell the client):
-//! it may be present, but at most once.
+//! it may be present, but at most once. Run with small messages (stored in the database) and
+//! large ones (stored in the blob log, made durable alongside the commit).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -75,6 +76,7 @@ async fn session(
     first: usize,
     fates: Arc<Mutex<Vec<Fate>>>,
     acks: Arc<AtomicUsize>,
+    filler_lines: usize,
 ) {
     let Ok(tcp) = TcpStream::connect(addr).await else {
         return;
@@ -87,8 +89,8 @@ async fn session(
     if reply(&mut c).await != Some(250) {
         return;
     }
-    let filler =
-        "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n".repeat(60);
+    let filler = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n"
+        .repeat(filler_lines);
     for k in first..first + PER_SESSION {
         let envelope = "MAIL FROM:<kim@daum.test>\r\nRCPT TO:<lee@naver.test>\r\nDATA\r\n";
         if c.get_mut().write_all(envelope.as_bytes()).await.is_err() {
@@ -105,7 +107,9 @@ async fn session(
         {
             return;
         }
-        if c.get_mut().write_all(b".\r\n").await.is_err() {
+        // The last line shows the body arrived whole.
+        let end = format!("End-Of-Crash: {k}\r\n.\r\n");
+        if c.get_mut().write_all(end.as_bytes()).await.is_err() {
             return;
         }
         fates.lock().unwrap()[k] = Fate::InDoubt;
@@ -121,6 +125,17 @@ async fn session(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_loses_nothing_acknowledged() {
+    // About 4.5 KB each.
+    crash_run(60).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_loses_nothing_acknowledged_in_the_blob_log() {
+    // About 44 KB each: above the blob log's threshold.
+    crash_run(600).await;
+}
+
+async fn crash_run(filler_lines: usize) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     ok(&data, &["domain", "add", "naver.test"], None);
@@ -141,6 +156,7 @@ async fn sigkill_loses_nothing_acknowledged() {
             s * PER_SESSION,
             fates.clone(),
             acks.clone(),
+            filler_lines,
         )));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -170,6 +186,7 @@ async fn sigkill_loses_nothing_acknowledged() {
         0,
         Arc::new(Mutex::new(vec![Fate::NotFinished; total])),
         Arc::new(AtomicUsize::new(0)),
+        filler_lines,
     )
     .await;
     server.kill().unwrap();
@@ -177,11 +194,16 @@ async fn sigkill_loses_nothing_acknowledged() {
 
     let mbox = ok(&data, &["export", "lee@naver.test"], None);
     let mut counts: HashMap<usize, usize> = HashMap::new();
+    let mut whole: HashMap<usize, usize> = HashMap::new();
     for line in mbox.lines() {
         if let Some(id) = line.strip_prefix("X-Crash-Id: ") {
             *counts.entry(id.trim().parse().unwrap()).or_default() += 1;
         }
+        if let Some(id) = line.strip_prefix("End-Of-Crash: ") {
+            *whole.entry(id.trim().parse().unwrap()).or_default() += 1;
+        }
     }
+    assert_eq!(counts, whole, "every stored message is whole");
     let mut in_doubt = 0;
     for (k, fate) in fates.iter().enumerate() {
         // ids 0..PER_SESSION were sent again after the restart: one more copy each is expected there
