@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use auth::{Authenticator, FailureLimiter};
 use imap_server::ImapServer;
-use net::{ConnLimits, ShutdownTrigger, TlsMode};
+use net::{ConnLimits, ShutdownTrigger, TlsAcceptor, TlsMode};
 use pop3_server::{MaildropLocks, Pop3Server};
 use queue::Deliverer;
 use smtp_server::{Role, Settings, SmtpServer};
@@ -52,6 +52,50 @@ impl Running {
         {
             tracing::warn!("sessions still running after {DRAIN_TIMEOUT:?}; exiting anyway");
         }
+    }
+}
+
+/// What starting a listener needs besides its protocol handler.
+struct Listeners {
+    /// Each started listener's name and bound address.
+    bound: Vec<(&'static str, SocketAddr)>,
+    acceptor: TlsAcceptor,
+    limits: ConnLimits,
+    shutdown: net::Shutdown,
+    tracker: TaskTracker,
+}
+
+impl Listeners {
+    /// Binds listener `name` (if configured) and spawns its accept loop; `make` builds the
+    /// protocol handler, given the STARTTLS acceptor (None on implicit-TLS listeners).
+    async fn start<H: net::Handler>(
+        &mut self,
+        name: &'static str,
+        addr: Option<SocketAddr>,
+        implicit: bool,
+        make: impl FnOnce(Option<TlsAcceptor>) -> H,
+    ) -> anyhow::Result<()> {
+        let Some(addr) = addr else {
+            return Ok(());
+        };
+        let socket = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
+        self.bound.push((name, socket.local_addr()?));
+        let (tls, starttls) = if implicit {
+            (TlsMode::Implicit(self.acceptor.clone()), None)
+        } else {
+            (TlsMode::Plain, Some(self.acceptor.clone()))
+        };
+        self.tracker.spawn(net::serve(
+            socket,
+            tls,
+            self.limits.clone(),
+            Arc::new(make(starttls)),
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
+        Ok(())
     }
 }
 
@@ -105,42 +149,24 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         ("submission", listen.submission, Role::Submission, false),
         ("submissions", listen.submissions, Role::Submission, true),
     ];
-    let mut listeners = Vec::new();
-    // Binds one listener and spawns its accept loop; `make` builds the protocol handler,
-    // given the STARTTLS acceptor (None on implicit-TLS listeners).
-    let mut start_listener =
-        async |name: &'static str, addr: Option<SocketAddr>, implicit: bool| {
-            let Some(addr) = addr else {
-                return anyhow::Ok(None);
-            };
-            let socket = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listen.{name}: cannot listen on {addr}"))?;
-            listeners.push((name, socket.local_addr()?));
-            let tls = if implicit {
-                TlsMode::Implicit(acceptor.clone())
-            } else {
-                TlsMode::Plain
-            };
-            anyhow::Ok(Some((socket, tls, (!implicit).then(|| acceptor.clone()))))
-        };
+    let mut listeners = Listeners {
+        bound: Vec::new(),
+        acceptor,
+        limits: conn_limits,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
     for (name, addr, role, implicit) in smtp_listeners {
-        if let Some((socket, tls, starttls)) = start_listener(name, addr, implicit).await? {
-            let server = Arc::new(SmtpServer::new(
-                smtp_settings(role),
-                deliverer.clone(),
-                auth.clone(),
-                starttls,
-            ));
-            tracker.spawn(net::serve(
-                socket,
-                tls,
-                conn_limits.clone(),
-                server,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-        }
+        listeners
+            .start(name, addr, implicit, |starttls| {
+                SmtpServer::new(
+                    smtp_settings(role),
+                    deliverer.clone(),
+                    auth.clone(),
+                    starttls,
+                )
+            })
+            .await?;
     }
     let imap_settings = imap_server::Settings {
         hostname: config.hostname.clone(),
@@ -154,22 +180,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         literal_minus: config.imap.literal_minus,
     };
     for (name, addr, implicit) in [("imap", listen.imap, false), ("imaps", listen.imaps, true)] {
-        if let Some((socket, tls, starttls)) = start_listener(name, addr, implicit).await? {
-            let server = Arc::new(ImapServer::new(
-                imap_settings.clone(),
-                store.clone(),
-                auth.clone(),
-                starttls,
-            ));
-            tracker.spawn(net::serve(
-                socket,
-                tls,
-                conn_limits.clone(),
-                server,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-        }
+        listeners
+            .start(name, addr, implicit, |starttls| {
+                ImapServer::new(imap_settings.clone(), store.clone(), auth.clone(), starttls)
+            })
+            .await?;
     }
     let pop3_settings = pop3_server::Settings {
         hostname: config.hostname.clone(),
@@ -182,30 +197,24 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // One lock table for both listeners: a maildrop is locked whichever port a client uses.
     let locks = MaildropLocks::new();
     for (name, addr, implicit) in [("pop3", listen.pop3, false), ("pop3s", listen.pop3s, true)] {
-        if let Some((socket, tls, starttls)) = start_listener(name, addr, implicit).await? {
-            let server = Arc::new(Pop3Server::new(
-                pop3_settings.clone(),
-                store.clone(),
-                auth.clone(),
-                locks.clone(),
-                starttls,
-            ));
-            tracker.spawn(net::serve(
-                socket,
-                tls,
-                conn_limits.clone(),
-                server,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-        }
+        listeners
+            .start(name, addr, implicit, |starttls| {
+                Pop3Server::new(
+                    pop3_settings.clone(),
+                    store.clone(),
+                    auth.clone(),
+                    locks.clone(),
+                    starttls,
+                )
+            })
+            .await?;
     }
     let unavailable = [("http", listen.http)]
         .into_iter()
         .filter_map(|(n, a)| a.map(|a| (n, a)))
         .collect();
     Ok(Running {
-        listeners,
+        listeners: listeners.bound,
         unavailable,
         store,
         trigger,
