@@ -52,6 +52,9 @@ pub(crate) enum State {
     Transaction(Box<Maildrop>),
 }
 
+/// The whole AUTHORIZATION state may last this many `login_timeout`s.
+const LOGIN_WINDOW_TIMEOUTS: u32 = 5;
+
 pub(crate) struct Session {
     pub(crate) srv: Arc<Pop3Server>,
     stream: Option<Stream>,
@@ -63,10 +66,15 @@ pub(crate) struct Session {
     pub(crate) state: State,
     errors: u32,
     pub(crate) auth_failures: u32,
+    /// Login must be done by then: the per-read timeout alone would let a client that sends
+    /// CAPA now and then hold a connection without ever logging in.
+    login_deadline: tokio::time::Instant,
 }
 
 impl Session {
     pub(crate) fn new(srv: Arc<Pop3Server>, conn: Connection) -> Session {
+        let login_deadline =
+            tokio::time::Instant::now() + srv.settings.login_timeout * LOGIN_WINDOW_TIMEOUTS;
         Session {
             srv,
             stream: Some(conn.stream),
@@ -78,6 +86,7 @@ impl Session {
             state: State::Authorization { user: None },
             errors: 0,
             auth_failures: 0,
+            login_deadline,
         }
     }
 
@@ -192,7 +201,10 @@ impl Session {
 
     fn timeout(&self) -> Duration {
         match self.state {
-            State::Authorization { .. } => self.srv.settings.login_timeout,
+            State::Authorization { .. } => self.srv.settings.login_timeout.min(
+                self.login_deadline
+                    .saturating_duration_since(tokio::time::Instant::now()),
+            ),
             State::Transaction(_) => self.srv.settings.timeout,
         }
     }

@@ -491,6 +491,38 @@ async fn autologout_after_the_configured_timeout_deletes_nothing() {
         p.line().await.unwrap(),
         "-ERR Autologout; idle for too long"
     );
+    // And a client that keeps sending CAPA but never logs in is closed after five timeouts.
+    let (mut p, _) = Pop::connect(s.pop3()).await;
+    let started = std::time::Instant::now();
+    loop {
+        // The server may have closed already: a failed write is one more sign of that.
+        let _ = p.io.get_mut().write_all(b"CAPA\r\n").await;
+        let mut closed = false;
+        loop {
+            match p.line().await {
+                Some(l) if l == "." => break,
+                Some(l) if l.starts_with("-ERR Autologout") => {
+                    closed = true;
+                    break;
+                }
+                Some(_) => {}
+                None => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never closed");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(4500) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]

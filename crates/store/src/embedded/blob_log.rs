@@ -56,6 +56,10 @@ struct Segment {
     done: Mutex<u64>,
     /// Every record below this offset is durable.
     durable: AtomicU64,
+    /// An fdatasync failed: Linux reports a writeback error once, so a later sync succeeding
+    /// proves nothing about earlier records. No record in this segment is durable any more
+    /// by our account, and new records go to a new segment.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -90,8 +94,12 @@ impl Pending {
     /// usually finds its record covered already.
     pub(super) fn sync(&self) -> io::Result<()> {
         let seg = &self.segment;
+        let failed = || io::Error::other("an earlier fdatasync of this blob log segment failed");
         let needed = seg.started.load(Ordering::SeqCst) + 1;
         let mut done = lock(&seg.done);
+        if seg.failed.load(Ordering::SeqCst) {
+            return Err(failed());
+        }
         if *done >= needed {
             return Ok(());
         }
@@ -100,7 +108,10 @@ impl Pending {
             let w = lock(&seg.writes);
             w.unwritten.first().copied().unwrap_or(w.end)
         };
-        seg.file.sync_data()?;
+        if let Err(e) = seg.file.sync_data() {
+            seg.failed.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
         *done = this;
         seg.durable.fetch_max(covered, Ordering::SeqCst);
         Ok(())
@@ -173,21 +184,33 @@ impl BlobLog {
 
     /// A new segment file, numbered after every existing one and locked for this process.
     fn create_segment(&self) -> io::Result<Segment> {
+        // Made and locked under a temporary name, then linked to its number: a reclaim in
+        // another process never sees an unlocked new segment (and would delete it as dead).
+        let tmp = self.dir.join(format!(
+            ".new-{}-{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.try_lock().map_err(io::Error::other)?;
+        // Numbers only grow (the highest segment file is never deleted, see `reclaim`), so a
+        // number never names two segments.
         let mut id = segment_ids(&self.dir)?.last().map_or(1, |l| l + 1);
-        let file = loop {
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(segment_path(&self.dir, id))
-            {
-                Ok(f) => break f,
+        let linked = loop {
+            match std::fs::hard_link(&tmp, segment_path(&self.dir, id)) {
+                Ok(()) => break Ok(()),
                 // Another process took this number a moment ago.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => id += 1,
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             }
         };
-        file.try_lock().map_err(io::Error::other)?;
+        std::fs::remove_file(&tmp)?;
+        linked?;
         // The new name must be durable before any record in it is acknowledged.
         File::open(&self.dir)?.sync_all()?;
         Ok(Segment {
@@ -197,6 +220,7 @@ impl BlobLog {
             started: AtomicU64::new(0),
             done: Mutex::new(0),
             durable: AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -213,7 +237,7 @@ impl BlobLog {
             let mut active = lock(&self.active);
             let full = |s: &Arc<Segment>| {
                 let end = lock(&s.writes).end;
-                end > 0 && end + len > self.segment_max
+                (end > 0 && end + len > self.segment_max) || s.failed.load(Ordering::SeqCst)
             };
             if active.as_ref().is_none_or(full) {
                 // The full segment stays locked while records in it are pending.
@@ -254,6 +278,12 @@ impl BlobLog {
         Ok(pending)
     }
 
+    /// Makes every record written so far to segment `id` durable, whichever process wrote
+    /// it (page cache is per file, not per descriptor).
+    pub(super) fn sync_segment(&self, id: u32) -> io::Result<()> {
+        File::open(segment_path(&self.dir, id))?.sync_data()
+    }
+
     fn reader(&self, segment: u32) -> io::Result<Arc<File>> {
         let mut readers = lock(&self.readers);
         if let Some(f) = readers.get(&segment) {
@@ -283,71 +313,136 @@ impl BlobLog {
     }
 
     /// Whether the record at `location` is whole: its header matches and its body hashes to
-    /// `hash` (recovery, for records that may not have been durable at a crash).
-    pub(super) fn verify(&self, location: Location, size: u64, hash: &[u8]) -> bool {
+    /// `hash` (recovery, for records that may not have been durable at a crash). A record cut
+    /// short or damaged is `Ok(false)`; an error that says nothing about the record (no
+    /// permission, no file descriptors, EIO) is an error, not a verdict.
+    pub(super) fn verify(&self, location: Location, size: u64, hash: &[u8]) -> io::Result<bool> {
         use sha2::{Digest, Sha256};
-        self.read(location, size, hash)
-            .is_ok_and(|body| Sha256::digest(&body).as_slice() == hash)
+        match self.read(location, size, hash) {
+            Ok(body) => Ok(Sha256::digest(&body).as_slice() == hash),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Frees the space of records no row points at, in the given segments (all with `None`).
     /// `live(segment)` gives the (offset, body size) of every record the database still
     /// points at in that segment, in offset order; it is called after this call has noted the
     /// records pending in the active segment, so rows committed meanwhile are seen one way
-    /// or the other. Returns the bytes punched out and the number of segment files deleted.
+    /// or the other. Segments it could not finish are in [`Reclaimed::revisit`].
     pub(super) fn reclaim(
         &self,
         segments: Option<&[u32]>,
         mut live: impl FnMut(u32) -> io::Result<Vec<(u64, u64)>>,
-    ) -> io::Result<(u64, usize)> {
+    ) -> io::Result<Reclaimed> {
         // In the active segment only below its first pending record and its end. Other
         // segments of ours with pending records are still locked, so skipped below.
         let active = lock(&self.active).as_ref().map(|s| {
             let w = lock(&s.writes);
-            (s.id, w.pending.keys().next().copied().unwrap_or(w.end))
+            (
+                s.id,
+                w.pending.keys().next().copied().unwrap_or(w.end),
+                w.end,
+            )
         });
-        let ids = match segments {
-            Some(ids) => ids.to_vec(),
-            None => segment_ids(&self.dir)?,
-        };
-        let (mut punched, mut deleted) = (0, 0);
+        let all = segment_ids(&self.dir)?;
+        let highest = all.last().copied();
+        let ids = segments.map_or(all, <[u32]>::to_vec);
+        let mut done = Reclaimed::default();
         for id in ids {
-            let path = segment_path(&self.dir, id);
-            let file = match OpenOptions::new().write(true).open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let is_active = active.is_some_and(|(a, _)| a == id);
-            let bound = match active {
-                Some((a, bound)) if a == id => bound,
-                // Nobody appends to it or waits for a commit any more.
-                _ if file.try_lock().is_ok() => file.metadata()?.len(),
-                // Another process appends to it, or a record of ours in it is pending.
-                _ => continue,
-            };
-            let records = live(id)?;
-            if records.is_empty() && !is_active {
-                std::fs::remove_file(&path)?;
-                lock(&self.readers).remove(&id);
-                deleted += 1;
-                continue;
-            }
-            let mut pos = 0;
-            for (offset, size) in records.into_iter().chain([(bound, 0)]) {
-                let start = offset.min(bound);
-                if start > pos {
-                    punch(&file, pos, start - pos)?;
-                    punched += start - pos;
+            match self.reclaim_segment(id, active, highest, &mut live) {
+                Ok(Some((punched, deleted))) => {
+                    done.punched += punched;
+                    done.deleted += usize::from(deleted);
+                    if active.is_some_and(|(a, bound, end)| a == id && bound < end) {
+                        // Records pending above the bound may end up without rows.
+                        done.revisit.push(id);
+                    }
                 }
-                pos = pos.max(offset + HEADER + size);
-                if offset >= bound {
-                    break;
+                Ok(None) => done.revisit.push(id),
+                Err(e) => {
+                    tracing::warn!("blob log segment {id}: reclaiming failed: {e}");
+                    done.revisit.push(id);
                 }
             }
         }
-        Ok((punched, deleted))
+        Ok(done)
     }
+
+    /// One segment of [`BlobLog::reclaim`]: (bytes punched, file deleted), or `None` when the
+    /// segment is in use elsewhere.
+    fn reclaim_segment(
+        &self,
+        id: u32,
+        active: Option<(u32, u64, u64)>,
+        highest: Option<u32>,
+        live: &mut impl FnMut(u32) -> io::Result<Vec<(u64, u64)>>,
+    ) -> io::Result<Option<(u64, bool)>> {
+        let path = segment_path(&self.dir, id);
+        let file = match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some((0, false))),
+            Err(e) => return Err(e),
+        };
+        let is_active = active.is_some_and(|(a, ..)| a == id);
+        let bound = match active {
+            Some((a, bound, _)) if a == id => bound,
+            // Nobody appends to it or waits for a commit any more.
+            _ if file.try_lock().is_ok() => file.metadata()?.len(),
+            // Another process appends to it, or a record of ours in it is pending.
+            _ => return Ok(None),
+        };
+        let records = live(id)?;
+        if records.is_empty() && !is_active {
+            lock(&self.readers).remove(&id);
+            if Some(id) == highest {
+                // Kept (empty) so that its number is not given to a new segment.
+                file.set_len(0)?;
+                return Ok(Some((bound, false)));
+            }
+            std::fs::remove_file(&path)?;
+            return Ok(Some((0, true)));
+        }
+        let mut punched = 0;
+        let mut pos = 0;
+        for (offset, size) in records.into_iter().chain([(bound, 0)]) {
+            let start = offset.min(bound);
+            if start > pos {
+                match punch(&file, pos, start - pos) {
+                    Ok(()) => punched += start - pos,
+                    // A file system without hole punching: dead segments are still deleted.
+                    Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                        return Ok(Some((0, false)));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            pos = pos.max(offset + HEADER + size);
+            if offset >= bound {
+                break;
+            }
+        }
+        Ok(Some((punched, false)))
+    }
+}
+
+/// What [`BlobLog::reclaim`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Reclaimed {
+    /// Bytes punched out.
+    pub(super) punched: u64,
+    /// Segment files deleted.
+    pub(super) deleted: usize,
+    /// Segments to look at again later: in use elsewhere, failed, or with records still
+    /// pending.
+    pub(super) revisit: Vec<u32>,
 }
 
 /// Deallocates a byte range of a file (reads return zeros; the size stays).
@@ -412,6 +507,21 @@ mod tests {
     }
 
     #[test]
+    fn after_a_failed_fdatasync_the_segment_syncs_no_more_and_writes_move_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = BlobLog::open(dir.path()).unwrap();
+        let a = log.append(&hash(b"a"), b"a").unwrap();
+        let mark = a.durable_mark();
+        // As if the kernel had reported a writeback error for this file.
+        a.segment.failed.store(true, Ordering::SeqCst);
+        let b = log.write(&hash(b"b"), b"b").unwrap();
+        assert_eq!(b.location.segment, 2, "a new segment after the failure");
+        assert!(a.sync().is_err(), "a failed segment is never durable again");
+        assert_eq!(a.durable_mark(), mark, "and its watermark does not move");
+        b.sync().unwrap();
+    }
+
+    #[test]
     fn concurrent_appends_get_their_own_ranges_and_segments_roll() {
         let dir = tempfile::tempdir().unwrap();
         let log = BlobLog::with_segment_max(dir.path(), 64 * 1024).unwrap();
@@ -469,10 +579,10 @@ mod tests {
                 _ => vec![],
             })
         };
-        let (punched, deleted) = log.reclaim(None, live).unwrap();
-        assert_eq!(deleted, 1);
+        let done = log.reclaim(None, live).unwrap();
+        assert_eq!((done.deleted, done.revisit.as_slice()), (1, &[][..]));
         assert!(!segment_path(dir.path(), 2).exists());
-        assert_eq!(punched, HEADER + 100_000);
+        assert_eq!(done.punched, HEADER + 100_000);
         assert!(allocated(&seg1) + 90_000 < before, "first record freed");
         assert_eq!(
             log.read(locs[1], 100_000, &hash(&bodies[1])).unwrap(),
@@ -491,7 +601,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = BlobLog::open(dir.path()).unwrap();
         let body = vec![7u8; 50_000];
-        let done = log.append(&hash(&body), &body).unwrap().location;
+        let first = log.append(&hash(&body), &body).unwrap().location;
         let pending = log.append(&hash(&body), &body).unwrap();
         let after = log.append(&hash(&body), &body).unwrap().location;
         // Another process (another log on the same directory) appends to its own segment.
@@ -499,9 +609,11 @@ mod tests {
         let theirs = other.append(&hash(&body), &body).unwrap();
         assert_eq!(theirs.location.segment, 2);
         // No rows at all: only what lies before the first append in flight may go.
-        let (punched, deleted) = log.reclaim(None, |_| Ok(vec![])).unwrap();
-        assert_eq!((punched, deleted), (HEADER + 50_000, 0));
-        assert!(log.read(done, 50_000, &hash(&body)).is_err());
+        let done = log.reclaim(None, |_| Ok(vec![])).unwrap();
+        assert_eq!((done.punched, done.deleted), (HEADER + 50_000, 0));
+        // Ours still has a pending record, theirs is in use: both to be looked at again.
+        assert_eq!(done.revisit, [1, 2]);
+        assert!(log.read(first, 50_000, &hash(&body)).is_err());
         assert_eq!(
             log.read(pending.location, 50_000, &hash(&body)).unwrap(),
             body
@@ -514,7 +626,23 @@ mod tests {
         // Once the other process is gone, its segment is ours to reclaim.
         drop(theirs);
         drop(other);
-        let (_, deleted) = log.reclaim(None, |_| Ok(vec![])).unwrap();
-        assert_eq!(deleted, 1);
+        // Their segment is dead now; being the highest-numbered, it is emptied rather than
+        // deleted, so that its number is never given to another segment.
+        let done = log.reclaim(Some(&[2]), |_| Ok(vec![])).unwrap();
+        assert_eq!(done.deleted, 0);
+        assert_eq!(
+            std::fs::metadata(segment_path(dir.path(), 2))
+                .unwrap()
+                .len(),
+            0
+        );
+        let next = log_after_restart(dir.path());
+        assert_eq!(next, 3);
+    }
+
+    /// The segment number a new process's first record gets.
+    fn log_after_restart(dir: &Path) -> u32 {
+        let log = BlobLog::open(dir).unwrap();
+        log.append(&hash(b"x"), b"x").unwrap().location.segment
     }
 }

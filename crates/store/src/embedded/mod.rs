@@ -129,33 +129,47 @@ impl Embedded {
         .map_err(|_| StoreError::Unavailable("blob log task failed"))?
     }
 
-    /// Runs `commit` (the write job pointing at `bodies`) while the blob-log records among
-    /// them are made durable; returns once both are done. The records stay pending until then.
-    async fn durably<T>(
-        &self,
-        bodies: Vec<Body>,
-        commit: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
+    /// Runs the write job `work`, which stores `bodies`, while the blob-log records among them
+    /// are made durable; returns once both are done. The job holds the records until its
+    /// batch has committed, so they are never reclaimed before their rows are visible.
+    async fn durably<T, F>(&self, bodies: Vec<Body>, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         if bodies.iter().all(|b| b.logged.is_none()) {
-            return commit.await;
+            return self.writer.write(work).await;
         }
-        let sync = tokio::task::spawn_blocking(move || {
-            let synced = bodies
-                .iter()
-                .filter_map(|b| b.logged.as_ref())
-                .try_for_each(|p| p.sync());
-            (bodies, synced)
+        let bodies = Arc::new(bodies);
+        let sync = tokio::task::spawn_blocking({
+            let bodies = bodies.clone();
+            move || {
+                bodies
+                    .iter()
+                    .filter_map(|b| b.logged.as_ref())
+                    .try_for_each(|p| p.sync())
+            }
         });
-        let committed = commit.await;
-        let (bodies, synced) = sync
+        let records: Vec<Location> = bodies.iter().filter_map(|b| b.key.at).collect();
+        let committed = self.writer.write_holding(bodies, work).await;
+        let synced = sync
             .await
-            .map_err(|_| StoreError::Unavailable("blob log task failed"))?;
-        // Committed (or not) and durable (or not): the records may be reclaimed if no row
-        // points at them.
-        drop(bodies);
+            .unwrap_or_else(|_| Err(std::io::Error::other("blob log task failed")));
         if let Err(e) = synced {
-            // The rows may be committed; recovery removes them if the record is lost.
             tracing::error!("blob log fdatasync failed: {e}");
+            if committed.is_ok() {
+                // The caller hears of a failure, so the rows must go: messages that are not
+                // durable must not stay, and a client would send them again.
+                let purge = self
+                    .writer
+                    .write(move |c| purge_blobs_at(c, &records))
+                    .await;
+                if let Err(p) = purge {
+                    // Recovery checks these records at the next start (they are above the
+                    // watermark, which a failed sync never raises).
+                    tracing::error!("removing the messages of a failed blob log write: {p}");
+                }
+            }
             return Err(log_error(e));
         }
         committed
@@ -264,14 +278,22 @@ fn reclaim_log(conn: &Connection, log: &BlobLog, all: bool) -> Result<()> {
         .and_then(|rows| rows.collect())
         .map_err(std::io::Error::other)
     };
-    let (punched, deleted) = log
+    let done = log
         .reclaim((!all).then_some(listed.as_slice()), live)
-        .map_err(|source| StoreError::Io {
-            path: BLOB_DIR.into(),
-            source,
-        })?;
-    if punched > 0 || deleted > 0 {
-        tracing::debug!("blob log: freed {punched} bytes, deleted {deleted} segments");
+        .map_err(log_error)?;
+    drop(stmt);
+    if done.punched > 0 || done.deleted > 0 {
+        tracing::debug!(
+            "blob log: freed {} bytes, deleted {} segments",
+            done.punched,
+            done.deleted
+        );
+    }
+    // Segments in use elsewhere, or not finished: on the list for the next round.
+    let mut relist =
+        conn.prepare_cached("INSERT OR IGNORE INTO log_garbage (segment) VALUES (?1)")?;
+    for segment in done.revisit {
+        relist.execute([segment])?;
     }
     Ok(())
 }
@@ -429,7 +451,7 @@ fn recover_log(conn: &Connection, log: &BlobLog) -> Result<usize> {
             segment,
             offset: offset as u64,
         };
-        if !log.verify(at, size as u64, &hash) {
+        if !log.verify(at, size as u64, &hash).map_err(log_error)? {
             tracing::warn!(
                 "blob log record {segment}:{offset} did not survive; removing its messages"
             );
@@ -440,27 +462,22 @@ fn recover_log(conn: &Connection, log: &BlobLog) -> Result<usize> {
         return Ok(0);
     }
     let tx = conn.unchecked_transaction()?;
-    for id in &lost {
-        let messages: Vec<(i64, Uid)> = tx
-            .prepare("SELECT mailbox_id, uid FROM messages WHERE blob_id = ?1")?
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (mailbox, uid) in messages {
-            mailboxes::remove_messages(&tx, MailboxId(mailbox), &[uid])?;
-        }
-        tx.execute("DELETE FROM queue WHERE blob_id = ?1", [id])?;
-    }
-    collect_blobs(&tx, &lost)?;
+    purge_blobs(&tx, &lost)?;
     tx.commit()?;
     Ok(lost.len())
 }
 
-/// Inserts (or finds) a blob by its hash; `at` is its blob-log record, if it has one.
-fn put_blob(conn: &Connection, key: &BlobKey, data: &[u8]) -> Result<i64> {
+/// Inserts (or finds) a blob by its hash. A body already stored under that hash is shared;
+/// if it is in the blob log above its segment's watermark (its own fdatasync may still be
+/// running, in another job or another process), the segment is synced here, so sharing never
+/// acknowledges bytes that are not durable. The caller's own record, then unused, is listed
+/// for reclaiming.
+fn put_blob(conn: &Connection, log: &BlobLog, key: &BlobKey, data: &[u8]) -> Result<i64> {
     let (hash, at) = (&key.hash, key.at);
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO blobs (hash, size, data, segment, offset) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO blobs (id, hash, size, data, segment, offset)
+             VALUES ((SELECT value + 1 FROM meta WHERE key = 'last_blob'), ?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (hash) DO NOTHING",
         )?
         .execute(params![
@@ -476,9 +493,57 @@ fn put_blob(conn: &Connection, key: &BlobKey, data: &[u8]) -> Result<i64> {
             .execute(params![id, key.canonical_size as i64])?;
         return Ok(id);
     }
-    Ok(conn
-        .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")?
-        .query_row([hash], |r| r.get(0))?)
+    let (id, segment, end, durable): (i64, Option<u32>, Option<i64>, i64) = conn
+        .prepare_cached(
+            "SELECT b.id, b.segment, b.offset + ?2 + b.size,
+                    coalesce((SELECT d.offset FROM log_durable d WHERE d.segment = b.segment), 0)
+             FROM blobs b WHERE b.hash = ?1",
+        )?
+        .query_row(params![hash, blob_log::HEADER as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    if let Some(own) = at {
+        conn.prepare_cached("INSERT OR IGNORE INTO log_garbage (segment) VALUES (?1)")?
+            .execute([own.segment])?;
+    }
+    if let (Some(segment), Some(end)) = (segment, end)
+        && end > durable
+    {
+        log.sync_segment(segment).map_err(log_error)?;
+    }
+    Ok(id)
+}
+
+/// Removes the messages and queue entries whose body is one of `ids`, and the blobs: for
+/// bodies that are not durable (a failed fdatasync, or lost in a crash).
+fn purge_blobs(conn: &Connection, ids: &[i64]) -> Result<()> {
+    for id in ids {
+        let messages: Vec<(i64, Uid)> = conn
+            .prepare_cached("SELECT mailbox_id, uid FROM messages WHERE blob_id = ?1")?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (mailbox, uid) in messages {
+            mailboxes::remove_messages(conn, MailboxId(mailbox), &[uid])?;
+        }
+        conn.execute("DELETE FROM queue WHERE blob_id = ?1", [id])?;
+    }
+    collect_blobs(conn, ids)
+}
+
+/// [`purge_blobs`] for the blobs whose bodies are the blob-log records at `records`.
+fn purge_blobs_at(conn: &Connection, records: &[Location]) -> Result<()> {
+    let mut ids = Vec::new();
+    let mut find =
+        conn.prepare_cached("SELECT id FROM blobs WHERE segment = ?1 AND offset = ?2")?;
+    for at in records {
+        if let Some(id) = find
+            .query_row(params![at.segment, at.offset as i64], |r| r.get(0))
+            .optional()?
+        {
+            ids.push(id);
+        }
+    }
+    purge_blobs(conn, &ids)
 }
 
 /// Runs `test` on each row of `sql` (uid, keys, headers, body); keeps non-zero results. The
@@ -1020,7 +1085,8 @@ impl Backend for Embedded {
             .map(|(b, m)| (b.key.clone(), m))
             .collect();
         let marks = durable_marks(&bodies);
-        let commit = self.writer.write(move |c| {
+        let log = self.log.clone();
+        let work = move |c: &Connection| {
             let exists = c
                 .prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?
                 .exists([mailbox.0])?;
@@ -1030,7 +1096,7 @@ impl Backend for Embedded {
             put_durable_marks(c, &marks)?;
             let mut uids = Vec::with_capacity(keyed.len());
             for (key, m) in &keyed {
-                let blob = put_blob(c, key, &m.data)?;
+                let blob = put_blob(c, &log, key, &m.data)?;
                 uids.push(insert_message(
                     c,
                     mailbox.0,
@@ -1041,8 +1107,8 @@ impl Backend for Embedded {
                 )?);
             }
             Ok(uids)
-        });
-        let uids = self.durably(bodies, commit).await?;
+        };
+        let uids = self.durably(bodies, work).await?;
         self.notifier.bump(&[mailbox]);
         Ok(uids)
     }
@@ -1080,7 +1146,17 @@ impl Backend for Embedded {
                 };
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    out.push((id, summarize(&blob_data(c, &log, id)?)));
+                    match blob_data(c, &log, id) {
+                        Ok(data) => out.push((id, summarize(&data))),
+                        // Deleted meanwhile: its to-do row went with it.
+                        Err(StoreError::NotFound(_)) => {}
+                        // One unreadable body must not stall summarising for everyone: it
+                        // gets an empty summary (found by no text search) and a warning.
+                        Err(e) => {
+                            tracing::warn!("summarising blob {id}: {e}");
+                            out.push((id, summarize(b"")));
+                        }
+                    }
                 }
                 Ok(out)
             })
@@ -1246,44 +1322,51 @@ impl Backend for Embedded {
         let local_key = (!d.local.is_empty()).then(|| bodies[0].key.clone());
         let remote_key = (!d.remote.is_empty()).then(|| bodies[1].key.clone());
         let marks = durable_marks(&bodies);
-        let commit = self.writer.write(move |c| {
-                put_durable_marks(c, &marks)?;
-                let mut local_uids = Vec::with_capacity(d.local.len());
-                let mut inboxes = Vec::with_capacity(d.local.len());
-                if let Some(key) = &local_key {
-                    let blob = put_blob(c, key, &d.local_data)?;
-                    for account in &d.local {
-                        let inbox = inbox_of(c, account.0)?;
-                        inboxes.push(MailboxId(inbox));
-                        local_uids.push(insert_message(
-                            c,
-                            inbox,
-                            blob,
-                            d.local_data.len(),
-                            d.received,
-                            &Flags::default(),
-                        )?);
-                    }
+        let log = self.log.clone();
+        let work = move |c: &Connection| {
+            put_durable_marks(c, &marks)?;
+            let mut local_uids = Vec::with_capacity(d.local.len());
+            let mut inboxes = Vec::with_capacity(d.local.len());
+            if let Some(key) = &local_key {
+                let blob = put_blob(c, &log, key, &d.local_data)?;
+                for account in &d.local {
+                    let inbox = inbox_of(c, account.0)?;
+                    inboxes.push(MailboxId(inbox));
+                    local_uids.push(insert_message(
+                        c,
+                        inbox,
+                        blob,
+                        d.local_data.len(),
+                        d.received,
+                        &Flags::default(),
+                    )?);
                 }
-                let mut queue_id = None;
-                if let Some(key) = &remote_key {
-                    let blob = put_blob(c, key, &d.remote_data)?;
-                    c.prepare_cached(
+            }
+            let mut queue_id = None;
+            if let Some(key) = &remote_key {
+                let blob = put_blob(c, &log, key, &d.remote_data)?;
+                c.prepare_cached(
                         "INSERT INTO queue (sender, blob_id, size, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",
                     )?
                     .execute(params![d.sender, blob, d.remote_data.len() as i64, d.received])?;
-                    let id = c.last_insert_rowid();
-                    let mut stmt = c.prepare_cached(
-                        "INSERT OR IGNORE INTO queue_recipients (queue_id, address) VALUES (?1, ?2)",
-                    )?;
-                    for rcpt in &d.remote {
-                        stmt.execute(params![id, rcpt])?;
-                    }
-                    queue_id = Some(id);
+                let id = c.last_insert_rowid();
+                let mut stmt = c.prepare_cached(
+                    "INSERT OR IGNORE INTO queue_recipients (queue_id, address) VALUES (?1, ?2)",
+                )?;
+                for rcpt in &d.remote {
+                    stmt.execute(params![id, rcpt])?;
                 }
-                Ok((DeliveryReceipt { local_uids, queue_id }, inboxes))
-            });
-        let (receipt, inboxes) = self.durably(bodies, commit).await?;
+                queue_id = Some(id);
+            }
+            Ok((
+                DeliveryReceipt {
+                    local_uids,
+                    queue_id,
+                },
+                inboxes,
+            ))
+        };
+        let (receipt, inboxes) = self.durably(bodies, work).await?;
         self.notifier.bump(&inboxes);
         Ok(receipt)
     }

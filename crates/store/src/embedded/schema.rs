@@ -2,6 +2,8 @@
 
 use rusqlite::Connection;
 
+use crate::{Result, StoreError};
+
 /// Each entry migrates from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -174,15 +176,32 @@ CREATE TRIGGER blob_logged_removed AFTER DELETE ON blobs WHEN old.segment IS NOT
     INSERT OR IGNORE INTO log_garbage (segment) VALUES (old.segment);
 END;
 "#,
+    r#"
+-- Blob ids are never reused (a rowid is, once the newest row is deleted): whoever holds an id
+-- (a POP3 snapshot, a FETCH between its two reads, the indexer) finds that blob or none,
+-- never another message. put_blob takes last_blob + 1; the trigger keeps last_blob up to date.
+INSERT OR REPLACE INTO meta (key, value)
+    VALUES ('last_blob', (SELECT coalesce(max(id), 0) FROM blobs));
+CREATE TRIGGER blob_ids_grow AFTER INSERT ON blobs BEGIN
+    UPDATE meta SET value = new.id WHERE key = 'last_blob' AND value < new.id;
+END;
+"#,
 ];
 
 /// Schema version that introduced `blob_lines`.
 const BLOB_LINES_VERSION: usize = 6;
 
 /// Brings the schema up to date; safe to run from several processes (it takes the write lock).
-pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version as usize > MIGRATIONS.len() {
+        // A newer binary wrote this database (e.g. bodies in the blob log an older one cannot
+        // read): refuse rather than serve empty messages.
+        return Err(StoreError::Unavailable(
+            "the database was written by a newer version of postern",
+        ));
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
         if i + 1 == BLOB_LINES_VERSION {
@@ -190,7 +209,7 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         }
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
     }
-    tx.commit()
+    Ok(tx.commit()?)
 }
 
 /// Fills `blob_lines` for the blobs stored before it existed (one pass over the blobs, once).

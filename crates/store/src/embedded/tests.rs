@@ -759,7 +759,8 @@ async fn migration_backfills_canonical_sizes() {
     // an older version.
     let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TRIGGER blob_logged_removed; DROP TABLE log_garbage; DROP TABLE log_durable;
+        "DROP TRIGGER blob_ids_grow; DELETE FROM meta WHERE key = 'last_blob';
+         DROP TRIGGER blob_logged_removed; DROP TABLE log_garbage; DROP TABLE log_durable;
          DROP INDEX blobs_segment; ALTER TABLE blobs DROP COLUMN segment;
          ALTER TABLE blobs DROP COLUMN offset;
          DROP TRIGGER blob_lines_removed; DROP TABLE blob_lines; PRAGMA user_version = 5;",
@@ -774,4 +775,92 @@ async fn migration_backfills_canonical_sizes() {
         .query_row("SELECT canonical_size FROM blob_lines", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 10);
+}
+
+#[tokio::test]
+async fn blob_ids_are_never_reused() {
+    let (dir, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    s.append(inbox.id, vec![msg("one"), msg("two")])
+        .await
+        .unwrap();
+    let newest = s.list_messages(inbox.id).await.unwrap()[1].blob;
+    let deleted = Flags::from_names(&["\\Deleted"]);
+    s.store_flags(inbox.id, vec![2], FlagOp::Add, deleted, None)
+        .await
+        .unwrap();
+    s.expunge(inbox.id, None).await.unwrap();
+    // The newest blob is gone; a rowid would be handed out again, a blob id is not: whoever
+    // still holds the old id finds nothing rather than this other message.
+    s.append(inbox.id, vec![msg("three")]).await.unwrap();
+    let third = s.list_messages(inbox.id).await.unwrap()[1].blob;
+    assert!(third.0 > newest.0, "{third:?} after {newest:?}");
+    assert!(matches!(
+        s.read_blob(newest).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A database from a newer version is refused, not misread.
+    drop(s);
+    let db = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    db.execute_batch("PRAGMA user_version = 999").unwrap();
+    drop(db);
+    assert!(Store::open_embedded(dir.path()).is_err());
+}
+
+#[tokio::test]
+async fn a_shared_large_body_is_stored_once_and_a_failed_one_is_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Arc::new(Embedded::open(dir.path()).unwrap());
+    let s = Store::from_backend(embedded.clone());
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let body = String::from_utf8(vec![b'z'; 60_000]).unwrap();
+    // The same large body twice: one blob, the second record left for reclaiming.
+    s.append(inbox.id, vec![msg(&body)]).await.unwrap();
+    s.append(inbox.id, vec![msg(&body), msg("small")])
+        .await
+        .unwrap();
+    let listed = s.list_messages(inbox.id).await.unwrap();
+    assert_eq!(listed[0].blob, listed[1].blob);
+    assert_eq!(s.read_blob(listed[1].blob).await.unwrap(), body.as_bytes());
+    let db = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let garbage: Vec<u32> = db
+        .prepare("SELECT segment FROM log_garbage")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(garbage, [1]);
+    // What a failed fdatasync does after the commit: the messages on that record go, as an
+    // expunge other sessions see; the small message stays.
+    let (segment, offset): (u32, i64) = db
+        .query_row(
+            "SELECT segment, offset FROM blobs WHERE segment IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let at = Location {
+        segment,
+        offset: offset as u64,
+    };
+    embedded
+        .writer
+        .write(move |c| purge_blobs_at(c, &[at]))
+        .await
+        .unwrap();
+    let uids: Vec<Uid> = s
+        .list_messages(inbox.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, [3]);
+    let changes = s.changes_since(inbox.id, 0).await.unwrap();
+    assert_eq!(changes.expunged, [1, 2]);
 }

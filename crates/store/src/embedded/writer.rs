@@ -39,6 +39,8 @@ struct TypedJob<T, F> {
     work: Option<F>,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
+    /// Kept until the job's batch has committed (or failed): see [`Writer::write_holding`].
+    _hold: Option<Box<dyn Send>>,
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -103,11 +105,31 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.submit(work, None).await
+    }
+
+    /// Like [`Writer::write`], and keeps `hold` alive until the batch has committed or failed,
+    /// even if the caller stops waiting (blob-log records must not be reclaimed before the
+    /// rows that point at them are visible).
+    pub(super) async fn write_holding<T, F>(&self, hold: impl Send + 'static, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(work, Some(Box::new(hold))).await
+    }
+
+    async fn submit<T, F>(&self, work: F, hold: Option<Box<dyn Send>>) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         let job = TypedJob {
             work: Some(work),
             result: None,
             reply,
+            _hold: hold,
         };
         self.tx
             .send(Box::new(job))
