@@ -34,7 +34,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -923,20 +922,11 @@ fn tree_mem_kb(roots: &[u32]) -> (u64, u64, usize) {
 // main
 
 pub(crate) fn imap_main(args: ImapArgs) -> Result<i32> {
-    for &p in &args.server_pid {
-        if !Path::new(&format!("/proc/{p}")).exists() {
-            bail!("--server-pid {p}: no such process");
-        }
-    }
+    crate::check_server_pids(&args.server_pid)?;
     if args.user_count == 0 || args.concurrency == 0 {
         bail!("--user-count and --concurrency must be > 0");
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(t) = args.threads {
-        rt.worker_threads(t.max(1));
-    }
-    let rt = rt.build()?;
+    let rt = crate::runtime(args.threads)?;
     let code = match args.mode {
         Mode::Mix | Mode::Commands => run_load(&rt, args)?,
         Mode::IdleConnections => run_idle(&rt, args)?,

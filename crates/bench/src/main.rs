@@ -378,6 +378,26 @@ impl Template {
     }
 }
 
+/// Fails unless every `--server-pid` names a running process (its CPU time is measured).
+pub(crate) fn check_server_pids(pids: &[u32]) -> Result<()> {
+    for &p in pids {
+        if !Path::new(&format!("/proc/{p}")).exists() {
+            bail!("--server-pid {p}: no such process");
+        }
+    }
+    Ok(())
+}
+
+/// The load generator's runtime, with `threads` workers (default: one per CPU).
+pub(crate) fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(t) = threads {
+        rt.worker_threads(t.max(1));
+    }
+    Ok(rt.build()?)
+}
+
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -948,11 +968,7 @@ fn smtp_main(args: SmtpArgs) -> Result<i32> {
     if args.rcpt_count == 0 {
         bail!("--rcpt-count must be > 0");
     }
-    for &p in &args.server_pid {
-        if !Path::new(&format!("/proc/{p}")).exists() {
-            bail!("--server-pid {p}: no such process");
-        }
-    }
+    check_server_pids(&args.server_pid)?;
     let args = Arc::new(args);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
     let run_id = format!("{:x}", nanos ^ ((std::process::id() as u64) << 40));
@@ -970,12 +986,7 @@ fn smtp_main(args: SmtpArgs) -> Result<i32> {
         (None, None) => Waiter::None,
     };
 
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(t) = args.threads {
-        rt.worker_threads(t.max(1));
-    }
-    let rt = rt.build()?;
+    let rt = runtime(args.threads)?;
 
     // --- samples before the run
     let stored_before = waiter.count()?;

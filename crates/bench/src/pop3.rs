@@ -14,7 +14,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -288,20 +287,11 @@ async fn client(ctx: Arc<Ctx>, i: usize) -> Lat {
 }
 
 pub(crate) fn pop3_main(args: Pop3Args) -> Result<i32> {
-    for &p in &args.server_pid {
-        if !Path::new(&format!("/proc/{p}")).exists() {
-            bail!("--server-pid {p}: no such process");
-        }
-    }
+    crate::check_server_pids(&args.server_pid)?;
     if args.user_count == 0 || args.concurrency == 0 {
         bail!("--user-count and --concurrency must be > 0");
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(t) = args.threads {
-        rt.worker_threads(t.max(1));
-    }
-    let rt = rt.build()?;
+    let rt = crate::runtime(args.threads)?;
     let tck = clk_tck() as f64;
     let hard = args.duration + args.io_timeout * 2 + 30;
     let ctx = Arc::new(Ctx {
