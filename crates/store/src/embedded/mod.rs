@@ -67,10 +67,52 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("PRAGMA foreign_keys = ON;")
 }
 
+/// Gives a WAL that does not exist yet `bytes` of zeros (see
+/// [`EmbeddedOptions::wal_preallocate`]). Written under a temporary name and linked into
+/// place, so a process that opens the database meanwhile sees either no WAL or a whole one
+/// (zeros are no valid WAL header: SQLite starts a new log in it).
+fn preallocate_wal(data_dir: &Path, bytes: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let wal = data_dir.join(format!("{DB_FILE}-wal"));
+    if bytes == 0 || wal.exists() {
+        return Ok(());
+    }
+    let tmp = data_dir.join(format!(".{DB_FILE}-wal.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()?;
+        match std::fs::hard_link(&tmp, &wal) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
 impl Embedded {
+    #[cfg(test)]
     pub(crate) fn open(data_dir: &Path) -> Result<Embedded> {
+        Self::open_with(data_dir, &crate::EmbeddedOptions::default())
+    }
+
+    pub(crate) fn open_with(data_dir: &Path, options: &crate::EmbeddedOptions) -> Result<Embedded> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.display().to_string(),
+            source,
+        })?;
+        preallocate_wal(data_dir, options.wal_preallocate).map_err(|source| StoreError::Io {
+            path: data_dir
+                .join(format!("{DB_FILE}-wal"))
+                .display()
+                .to_string(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
