@@ -172,8 +172,12 @@ pub trait Backend: Send + Sync {
     /// Claims up to `limit` entries due at `now` (earliest first) for a delivery attempt: each
     /// is leased, its next attempt moved to `lease_until`, so a runner that dies mid-delivery
     /// leaves it to be tried again later (at worst a duplicate), never lost.
-    async fn claim_queue(&self, now: i64, lease_until: i64, limit: usize)
-    -> Result<Vec<QueueEntry>>;
+    async fn claim_queue(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>>;
     /// Makes every leased entry due at `now`: a queue runner starting after a crash (one
     /// runner serves a store at a time). Returns how many there were.
     async fn release_queue_leases(&self, now: i64) -> Result<u64>;

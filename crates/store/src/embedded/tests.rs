@@ -821,14 +821,24 @@ async fn queue_claim_leases_and_release_makes_due_again() {
         .queue_id
         .unwrap();
     assert_eq!(s.next_queue_due().await.unwrap(), Some(t0));
-    assert!(s.claim_queue(t0 - 1, t0 + 600, 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_queue(t0 - 1, t0 + 600, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let claimed = s.claim_queue(t0, t0 + 600, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, id);
     assert!(claimed[0].leased);
     assert_eq!(claimed[0].pending().count(), 2);
     // leased: not due again until the lease lapses
-    assert!(s.claim_queue(t0 + 599, t0 + 1200, 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_queue(t0 + 599, t0 + 1200, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.next_queue_due().await.unwrap(), Some(t0 + 600));
     // retry of everything skips leased entries; a runner starting after a crash releases them
     assert_eq!(s.retry_queue(None, t0 + 10).await.unwrap(), 0);
@@ -931,7 +941,10 @@ async fn queue_bounce_is_stored_with_the_failure_or_not_at_all() {
         t0,
     );
     u.notice = Some(bounce.clone());
-    assert_eq!(s.update_queue(u.clone()).await.unwrap(), QueueOutcome::Removed);
+    assert_eq!(
+        s.update_queue(u.clone()).await.unwrap(),
+        QueueOutcome::Removed
+    );
     assert_eq!(inbox_count(&s, kim).await, 1);
     // the remote copy of the notice is a new entry with the null sender
     let q = s.list_queue().await.unwrap();
@@ -946,7 +959,11 @@ async fn queue_bounce_is_stored_with_the_failure_or_not_at_all() {
     let id2 = q[0].id;
     let mut u = update(
         id2,
-        vec![result("far@elsewhere.test", RecipientStatus::Pending, "4.4.1")],
+        vec![result(
+            "far@elsewhere.test",
+            RecipientStatus::Pending,
+            "4.4.1",
+        )],
         t0 + 600,
     );
     u.warned = true;
@@ -983,9 +1000,17 @@ async fn queue_retry_and_delete() {
         .await
         .unwrap();
     }
-    assert!(s.claim_queue(t0 + 100, t0 + 200, 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_queue(t0 + 100, t0 + 200, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.retry_queue(Some(ids[0]), t0 + 100).await.unwrap(), 1);
-    assert_eq!(s.claim_queue(t0 + 100, t0 + 200, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.claim_queue(t0 + 100, t0 + 200, 10).await.unwrap().len(),
+        1
+    );
     assert_eq!(s.retry_queue(None, t0 + 100).await.unwrap(), 2);
     assert_eq!(s.next_queue_due().await.unwrap(), Some(t0 + 100));
     assert!(s.delete_queue(ids[1]).await.unwrap());
