@@ -19,10 +19,17 @@ pub struct TestServer {
     pub store: Store,
 }
 
-/// Config for a test server: all SMTP listeners on port 0, plus `extra` TOML.
+/// Config for a test server: all SMTP listeners on port 0, plus `extra` TOML. Without a
+/// `[dns]` table in `extra`, DNS goes to a closed port: queued mail then waits (temporary
+/// failures), whatever the machine's resolver would say.
 pub fn test_config(dir: &std::path::Path, extra: &str) -> String {
+    let dns = if extra.contains("[dns]") {
+        ""
+    } else {
+        "[dns]\nnameservers = [\"127.0.0.1:9\"]\n"
+    };
     format!(
-        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n",
+        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n{dns}[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n",
         dir.display()
     )
 }
