@@ -99,8 +99,8 @@ pub struct Relay {
     pub routes: BTreeMap<String, String>,
     /// TCP port of MX hosts (25; another value only for tests and labs).
     pub port: u16,
-    /// Relay all outbound mail through this `host:port` (e.g. a provider's submission port
-    /// when port 25 is blocked).
+    /// Relay outbound mail (domains in `routes` excepted) through this `host:port`, e.g. a
+    /// provider's submission port when port 25 is blocked.
     pub smarthost: Option<String>,
     /// AUTH user for the smarthost.
     pub smarthost_user: Option<String>,

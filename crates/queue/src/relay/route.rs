@@ -1,5 +1,5 @@
 //! Where mail for a domain goes: the hosts to try, in order (RFC 5321 5.1). A configured next
-//! hop (`relay.routes`, the smarthost) wins; otherwise the MX records by preference, equal
+//! hop (a `relay.routes` entry, else the smarthost) wins; otherwise the MX records by preference, equal
 //! preferences shuffled, and the domain's own address when it has no MX. A null MX
 //! (RFC 7505) and a domain that does not exist are permanent failures; DNS trouble is
 //! temporary.

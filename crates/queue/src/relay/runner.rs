@@ -215,17 +215,19 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A route for the domain wins (like Postfix's transport map over its relayhost), then
+    /// the smarthost, then MX.
     fn destination(&self, domain: &str) -> Destination {
-        if let Some(s) = &self.settings.smarthost {
+        if let Some(hop) = self.settings.routes.get(domain) {
             return Destination::NextHop {
-                host: s.hop.host.clone(),
-                port: s.hop.port,
-            };
-        }
-        match self.settings.routes.get(domain) {
-            Some(hop) => Destination::NextHop {
                 host: hop.host.clone(),
                 port: hop.port,
+            };
+        }
+        match &self.settings.smarthost {
+            Some(s) => Destination::NextHop {
+                host: s.hop.host.clone(),
+                port: s.hop.port,
             },
             None => Destination::Domain(domain.to_owned()),
         }
