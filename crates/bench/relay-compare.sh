@@ -8,7 +8,7 @@
 # Postern: daum (127.0.0.2, submission with AUTH) relays to naver (127.0.0.3) by relay.routes;
 # end-to-end = every message stored (and fsync'd) at naver (`postern stats` there).
 # Postfix: a second Postfix instance (config in /etc/postfix-relay, queue in
-# /var/spool/postfix-relay, listening on 127.0.0.2) relays with relayhost to the peer Postfix
+# /var/spool/postfix-relay, smtpd on 127.0.0.2) relays with relayhost to the peer Postfix
 # of ../shared/peers (127.0.0.1:2525), which stores to Maildir by virtual(8); end-to-end =
 # the Maildir files exist. The generator connects without AUTH there (mynetworks), with AUTH
 # PLAIN to Postern (so Postern also pays a login per session).
@@ -158,8 +158,12 @@ for C in $CONC; do
     --rcpt-template 'u{i:03}@naver.test' --rcpt-count 100 \
     --wait-cmd "$P --data-dir $work/naver stats | awk '/^messages/ {print \$2}'" \
     --server-pid "$daum_pid" --server-pid "$naver_pid" | tail -1 >>"$out"
-  # Nothing may be left behind at daum.
-  left=$("$P" --data-dir "$work/daum" stats | awk '/^queued/ {print $2}')
+  # Nothing may be left behind at daum (its last results are written just after naver's 250).
+  for _ in $(seq 50); do
+    left=$("$P" --data-dir "$work/daum" stats | awk '/^queued/ {print $2}')
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
   [ "$left" = 0 ] || echo "warning: $left message(s) still queued at daum" >&2
   postern_stop
 done
