@@ -11,7 +11,7 @@
 //! # Layout
 //! * `resolve`: [`Deliverer::resolve`] and its rules.
 //! * `accept`: [`Deliverer::deliver`], and the delivery of notices (bounces).
-//! * `relay`: the queue runner, DNS, routing, the SMTP client, DSNs, 8-bit conversion.
+//! * `relay`: the queue runner, DNS, routing, the SMTP client, DSNs.
 //! * `admin`: queue commands for the CLI (`show`, `retry`, `delete` with or without bounce).
 #![deny(missing_docs)]
 

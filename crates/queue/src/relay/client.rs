@@ -19,7 +19,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 use super::Failure;
-use super::downgrade;
+use message::seven_bit as downgrade;
 
 /// RFC 5321 4.5.3.1.5: a reply line is at most 512 octets; be lenient with long ones.
 const MAX_REPLY_LINE: usize = 4096;

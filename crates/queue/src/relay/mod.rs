@@ -6,7 +6,6 @@
 //! * `route`: the hosts for a destination (relay routes, smarthost, MX, implicit MX).
 //! * `dns`: the [`Resolver`] trait and its hickory implementation.
 //! * `client`: the SMTP client session.
-//! * `downgrade`: 8-bit to 7-bit MIME conversion for peers without 8BITMIME.
 //! * `dsn`: RFC 3464 delivery status notifications.
 //! * `tls`: TLS client configurations.
 //! * `clock`: the runner's injectable clock.
@@ -14,7 +13,6 @@
 pub(crate) mod client;
 mod clock;
 mod dns;
-mod downgrade;
 pub(crate) mod dsn;
 mod route;
 mod runner;

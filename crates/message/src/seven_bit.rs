@@ -1,4 +1,4 @@
-//! 8-bit mail for a 7-bit peer (RFC 6152 3): every leaf part whose body has 8-bit octets is
+//! 8-bit mail for a 7-bit SMTP peer (RFC 6152 3): every leaf part whose body has 8-bit octets is
 //! re-encoded, text as quoted-printable (line breaks kept), anything else as base64, and its
 //! Content-Transfer-Encoding changed; containers labelled 8bit/binary become 7bit. A message
 //! that is not MIME gets the headers that make it so (`charset=unknown-8bit`, RFC 1428, when
@@ -10,21 +10,22 @@ use std::ops::Range;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use message::mime::{Kind, Part};
+
+use crate::mime::{Kind, Part};
 
 /// Whether any octet has the high bit set.
-pub(crate) fn has_8bit(data: &[u8]) -> bool {
+pub fn has_8bit(data: &[u8]) -> bool {
     data.iter().any(|b| *b >= 0x80)
 }
 
 /// Whether the top-level header has 8-bit octets (UTF-8 headers need SMTPUTF8).
-pub(crate) fn headers_have_8bit(message: &[u8]) -> bool {
-    has_8bit(message::header::split(message).0)
+pub fn headers_have_8bit(message: &[u8]) -> bool {
+    has_8bit(crate::header::split(message).0)
 }
 
 /// The message with every 8-bit body re-encoded as 7-bit, or `None` if that is not possible.
-pub(crate) fn to_seven_bit(message: &[u8]) -> Option<Vec<u8>> {
-    let root = message::mime::parse(message);
+pub fn to_seven_bit(message: &[u8]) -> Option<Vec<u8>> {
+    let root = crate::mime::parse(message);
     let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
     convert(message, &root, true, &mut edits)?;
     edits.sort_by_key(|(r, _)| r.start);
@@ -36,6 +37,11 @@ pub(crate) fn to_seven_bit(message: &[u8]) -> Option<Vec<u8>> {
         pos = range.end;
     }
     out.extend_from_slice(&message[pos..]);
+    // 8-bit octets outside every part (a multipart's preamble or epilogue, or a body whose
+    // boundary never occurs) cannot be re-encoded without changing what the message says.
+    if has_8bit(&out) {
+        return None;
+    }
     Some(out)
 }
 
@@ -96,7 +102,7 @@ fn convert(
 fn rewrite_header(raw: &[u8], part: &Part, label: &str, top: bool) -> Vec<u8> {
     let header = &raw[part.header.clone()];
     let base = header.as_ptr() as usize;
-    let mut cut: Vec<Range<usize>> = message::header::fields(header)
+    let mut cut: Vec<Range<usize>> = crate::header::fields(header)
         .filter(|f| f.is("content-transfer-encoding"))
         .map(|f| {
             let start = f.raw.as_ptr() as usize - base;
@@ -123,10 +129,10 @@ fn rewrite_header(raw: &[u8], part: &Part, label: &str, top: bool) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     if top {
-        if message::header::first(header, "mime-version").is_none() {
+        if crate::header::first(header, "mime-version").is_none() {
             out.extend_from_slice(b"MIME-Version: 1.0\r\n");
         }
-        if message::header::first(header, "content-type").is_none() {
+        if crate::header::first(header, "content-type").is_none() {
             // RFC 1428: 8-bit text of an undeclared charset.
             out.extend_from_slice(b"Content-Type: text/plain; charset=unknown-8bit\r\n");
         }
@@ -137,7 +143,7 @@ fn rewrite_header(raw: &[u8], part: &Part, label: &str, top: bool) -> Vec<u8> {
 
 /// RFC 2045 6.7 quoted-printable of text: line breaks (CRLF or LF) stay hard line breaks,
 /// lines are soft-broken before 76 characters, trailing white space is encoded.
-pub(crate) fn quoted_printable(body: &[u8]) -> Vec<u8> {
+pub fn quoted_printable(body: &[u8]) -> Vec<u8> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = Vec::with_capacity(body.len() * 3 / 2);
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
@@ -185,14 +191,14 @@ mod tests {
 
     fn decoded_text(m: &[u8]) -> String {
         // Decode every part again with the message crate and join the texts.
-        let root = message::mime::parse(m);
+        let root = crate::mime::parse(m);
         let mut out = String::new();
         fn walk(raw: &[u8], p: &Part, out: &mut String) {
             match &p.kind {
                 Kind::Leaf => {
                     let enc = p.encoding_name(raw).unwrap_or_default();
-                    let te = message::transfer::TransferEncoding::from_name(&enc)
-                        .unwrap_or(message::transfer::TransferEncoding::Identity);
+                    let te = crate::transfer::TransferEncoding::from_name(&enc)
+                        .unwrap_or(crate::transfer::TransferEncoding::Identity);
                     out.push_str(&String::from_utf8_lossy(&te.decode(&raw[p.body.clone()])));
                     out.push('|');
                 }
@@ -244,11 +250,11 @@ mod tests {
         let parts = decoded_text(&out);
         assert!(parts.contains("ascii only"), "{parts}");
         // the binary part decodes back to its bytes
-        let root = message::mime::parse(&out);
+        let root = crate::mime::parse(&out);
         let Kind::Multipart(c) = &root.kind else {
             panic!()
         };
-        let bin = message::transfer::base64(&out[c[2].body.clone()]);
+        let bin = crate::transfer::base64(&out[c[2].body.clone()]);
         assert_eq!(bin, b"\x00\xff\xfe");
     }
 
@@ -263,6 +269,11 @@ mod tests {
     fn impossible_conversions_are_refused() {
         assert!(to_seven_bit("Subject: 안녕\r\n\r\nbody é\r\n".as_bytes()).is_none());
         assert!(to_seven_bit(b"Content-Transfer-Encoding: base64\r\n\r\n\xff\xff\r\n").is_none());
+        // 8-bit outside any part: a preamble, or a multipart whose boundary never occurs
+        assert!(to_seven_bit(
+            b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--b\r\n\r\n\xc3\xa9\r\n--b--\r\n"
+        )
+        .is_none());
         assert!(headers_have_8bit("Subject: 안녕\r\n\r\nx".as_bytes()));
         assert!(!headers_have_8bit("Subject: x\r\n\r\n안녕".as_bytes()));
         // 7-bit mail is unchanged
@@ -276,6 +287,6 @@ mod tests {
         let qp = quoted_printable(body.as_bytes());
         let s = String::from_utf8(qp.clone()).unwrap();
         assert!(s.lines().all(|l| l.len() <= 76), "{s}");
-        assert_eq!(message::transfer::quoted_printable(&qp), body.as_bytes());
+        assert_eq!(crate::transfer::quoted_printable(&qp), body.as_bytes());
     }
 }
