@@ -199,7 +199,7 @@ async fn two_domains_exchange_mail_through_mx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_user_and_null_mx_bounce_back_to_kim() {
+async fn unknown_user_null_mx_and_nxdomain_bounce_back_to_kim() {
     let t = TwoDomains::start().await;
     // swaks, a real client program, submits this one
     let addr = t.daum.submission();
@@ -216,7 +216,7 @@ async fn unknown_user_and_null_mx_bounce_back_to_kim() {
         "--from".into(),
         "kim@daum.test".into(),
         "--to".into(),
-        "nobody@naver.test,somebody@nullmx.test".into(),
+        "nobody@naver.test,somebody@nullmx.test,anyone@nosuch.test".into(),
         "--header".into(),
         "Subject: to-nobody".into(),
     ];
@@ -252,6 +252,8 @@ async fn unknown_user_and_null_mx_bounce_back_to_kim() {
         "Diagnostic-Code: smtp; 550 5.1.1",
         "Final-Recipient: rfc822; somebody@nullmx.test",
         "Status: 5.1.10",
+        "Final-Recipient: rfc822; anyone@nosuch.test",
+        "Status: 5.1.2",
         "Content-Type: text/rfc822-headers",
         "Subject: to-nobody",
     ] {
@@ -444,4 +446,36 @@ async fn smarthost_with_auth_instead_of_mx() {
         String::from_utf8_lossy(m)
     );
     assert!(daum.store.list_queue().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_failure_is_temporary() {
+    // The nameserver refuses to answer for a zone it does not serve (like a SERVFAIL):
+    // retried later, no bounce.
+    let t = TwoDomains::start().await;
+    submit(
+        &t.daum,
+        "kim@daum.test",
+        "lee@elsewhere.example",
+        "no-dns",
+        "x",
+    )
+    .await;
+    eventually(30, "the attempt failed", || async {
+        let q = t.daum.store.list_queue().await.unwrap();
+        q.len() == 1 && q[0].attempts == 1 && !q[0].leased
+    })
+    .await;
+    let q = t.daum.store.list_queue().await.unwrap();
+    let r = &q[0].recipients[0];
+    assert_eq!(r.status, RecipientStatus::Pending);
+    assert_eq!(r.status_code.as_deref(), Some("4.4.3"), "{r:?}");
+    assert!(
+        r.last_error
+            .as_deref()
+            .unwrap()
+            .contains("MX lookup of elsewhere.example"),
+        "{r:?}"
+    );
+    assert_eq!(inbox_len(&t.daum, "kim@daum.test").await, 0);
 }
