@@ -789,3 +789,31 @@ async fn runner_uses_routes_and_the_smarthost() {
         log.commands
     );
 }
+
+#[tokio::test]
+async fn runner_refuses_to_deliver_to_itself() {
+    // The MX answers with our own name: a routing loop, bounced at once (RFC 5321 5.1).
+    let peer = Peer::start(
+        "127.0.0.1",
+        PeerScript {
+            name: "mx.daum.test",
+            ..PeerScript::default()
+        },
+    )
+    .await;
+    let h = harness(peer.addr.port(), |_| {}).await;
+    h.resolver.mx("loop.test", &[(10, "mx.loop.test")]);
+    h.resolver.host("mx.loop.test", &[ip("127.0.0.1")]);
+    h.queue(Some("kim@daum.test"), &["x@loop.test"], "loop")
+        .await;
+    eventually("bounced", || async { h.inbox().await.len() == 1 }).await;
+    let b = &h.inbox().await[0];
+    assert!(
+        contains(b, "Status: 5.4.6"),
+        "{}",
+        String::from_utf8_lossy(b)
+    );
+    assert!(contains(b, "loops back to myself"));
+    assert!(peer.messages().is_empty());
+    assert!(h.store.list_queue().await.unwrap().is_empty());
+}
