@@ -69,6 +69,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use base64::Engine as _;
 use clap::{Args, Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -148,6 +149,10 @@ struct SmtpArgs {
     /// Envelope sender (MAIL FROM) and From: header.
     #[arg(long, default_value = "bench@daum.test")]
     from: String,
+
+    /// Log in with AUTH PLAIN after EHLO (a submission port), as USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    auth: Option<String>,
 
     /// Recipient template; `{i}` or `{i:03}` (zero-padded width) is replaced
     /// by the recipient number 1..=rcpt-count.
@@ -545,7 +550,7 @@ impl Conn {
     }
 }
 
-async fn open_session(addr: &str) -> Result<Conn, SessErr> {
+async fn open_session(addr: &str, auth: Option<&str>) -> Result<Conn, SessErr> {
     let s = TcpStream::connect(addr)
         .await
         .map_err(|e| serr(format!("connect {addr}: {e}")))?;
@@ -561,6 +566,12 @@ async fn open_session(addr: &str) -> Result<Conn, SessErr> {
     if code / 100 != 2 {
         c.send(b"HELO bench.test\r\n").await?;
         c.expect("HELO", 250).await?;
+    }
+    if let Some(auth) = auth {
+        let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+        let ir = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        c.send(format!("AUTH PLAIN {ir}\r\n").as_bytes()).await?;
+        c.expect("AUTH", 235).await?;
     }
     Ok(c)
 }
@@ -653,7 +664,7 @@ async fn worker(
     // session is opened when there is nothing left to send.
     let mut pending = claim();
     'outer: while let Some(first) = pending {
-        let mut c = match open_session(&args.addr).await {
+        let mut c = match open_session(&args.addr, args.auth.as_deref()).await {
             Ok(c) => {
                 connect_fail_streak = 0;
                 sh.sessions.fetch_add(1, Ordering::Relaxed);

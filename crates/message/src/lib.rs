@@ -22,6 +22,8 @@
 //! - [`charset`]: charset labels to UTF-8 (encoding_rs, mail-parser, ISO-2022-KR).
 //! - [`encoded_word`]: RFC 2047 [`decode_header_value`].
 //! - [`search`]: [`SearchText`], [`search_text`], [`fold`].
+//! - [`seven_bit`]: 8-bit bodies re-encoded as quoted-printable/base64 for SMTP servers
+//!   without 8BITMIME (used by the outbound queue).
 //! - [`sort`]: [`SortKeys`], [`sort_keys`], [`base_subject`].
 
 #![deny(missing_docs)]
@@ -35,6 +37,7 @@ pub mod mime;
 pub mod params;
 pub mod search;
 pub mod section;
+pub mod seven_bit;
 pub mod sort;
 pub mod structure;
 pub mod transfer;

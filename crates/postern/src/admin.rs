@@ -362,36 +362,140 @@ pub async fn import(
     Ok(())
 }
 
+fn utc(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn print_recipients(e: &store::QueueEntry) {
+    for r in &e.recipients {
+        let code = r
+            .status_code
+            .as_deref()
+            .map(|c| format!(" {c}"))
+            .unwrap_or_default();
+        let err = r
+            .last_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        println!("    to <{}>  {}{code}{err}", r.address, r.status.as_str());
+    }
+}
+
+fn next_attempt(e: &store::QueueEntry) -> String {
+    if e.leased {
+        "being delivered".into()
+    } else if e.next_attempt <= now() {
+        "due now".into()
+    } else {
+        format!("next attempt {}", utc(e.next_attempt))
+    }
+}
+
 pub async fn queue_list(store: &Store) -> anyhow::Result<()> {
     let entries = store.list_queue().await.map_err(explain)?;
     if entries.is_empty() {
         println!("queue is empty");
         return Ok(());
     }
-    for e in entries {
-        let created = time::OffsetDateTime::from_unix_timestamp(e.created)
-            .ok()
-            .and_then(|t| {
-                t.format(time::macros::format_description!(
-                    "[year]-[month]-[day] [hour]:[minute]:[second]Z"
-                ))
-                .ok()
-            })
-            .unwrap_or_default();
+    for e in &entries {
         println!(
-            "{}  {}  {} bytes  from <{}>  attempts {}",
+            "{}  {}  {} bytes  from <{}>  attempts {}  {}",
             e.id,
-            created,
+            utc(e.created),
             e.size,
             e.sender.as_deref().unwrap_or(""),
-            e.attempts
+            e.attempts,
+            next_attempt(e)
         );
-        for r in e.recipients {
-            let err = r.last_error.map(|e| format!(" ({e})")).unwrap_or_default();
-            println!("    to <{}>  {}{err}", r.address, r.status.as_str());
+        print_recipients(e);
+    }
+    Ok(())
+}
+
+pub async fn queue_show(store: &Store, id: i64) -> anyhow::Result<()> {
+    let e = store
+        .queue_entry(id)
+        .await
+        .map_err(explain)?
+        .with_context(|| format!("queue entry {id} not found"))?;
+    println!("id            {}", e.id);
+    println!("queued        {}", utc(e.created));
+    println!("sender        <{}>", e.sender.as_deref().unwrap_or(""));
+    println!("size          {} bytes", e.size);
+    println!("attempts      {}", e.attempts);
+    if let Some(t) = e.last_attempt {
+        println!("last attempt  {}", utc(t));
+    }
+    println!("state         {}", next_attempt(&e));
+    if e.warned {
+        println!("              the sender was told of the delay");
+    }
+    println!("recipients");
+    print_recipients(&e);
+    for r in e.recipients.iter().filter(|r| r.remote_mta.is_some()) {
+        println!(
+            "    <{}> last answered by {}",
+            r.address,
+            r.remote_mta.as_deref().unwrap_or("")
+        );
+    }
+    let data = store.read_blob(e.blob).await.map_err(explain)?;
+    let (header, _) = message::header::split(&data);
+    println!("headers");
+    for line in String::from_utf8_lossy(header).lines() {
+        if !line.is_empty() {
+            println!("    {line}");
         }
     }
     Ok(())
+}
+
+pub async fn queue_retry(store: &Store, id: Option<i64>) -> anyhow::Result<()> {
+    if let Some(id) = id
+        && store.queue_entry(id).await.map_err(explain)?.is_none()
+    {
+        bail!("queue entry {id} not found");
+    }
+    let n = store.retry_queue(id, now()).await.map_err(explain)?;
+    println!("{n} message(s) due now");
+    Ok(())
+}
+
+pub async fn queue_delete(
+    store: &Store,
+    hostname: &str,
+    id: i64,
+    silent: bool,
+) -> anyhow::Result<()> {
+    if silent {
+        if !store.delete_queue(id).await.map_err(explain)? {
+            bail!("queue entry {id} not found");
+        }
+        println!("deleted {id}");
+        return Ok(());
+    }
+    let deliverer = queue::Deliverer::new(store.clone(), 0);
+    match queue::bounce_entry(&deliverer, hostname, id, now()).await {
+        Ok(n) => {
+            println!("deleted {id}; {n} recipient(s) returned to the sender");
+            Ok(())
+        }
+        Err(queue::QueueError::NoSuchEntry(_)) => bail!("queue entry {id} not found"),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn stats(store: &Store) -> anyhow::Result<()> {

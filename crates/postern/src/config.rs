@@ -2,8 +2,9 @@
 //! rejected with the key's name before anything starts. See README.md for the reference.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -92,12 +93,74 @@ pub struct Dns {
     pub nameservers: Option<Vec<SocketAddr>>,
 }
 
-/// Relay settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Outbound delivery (the queue runner).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Relay {
     /// Domain -> `host:port`, used instead of the MX lookup for that domain.
     pub routes: BTreeMap<String, String>,
+    /// TCP port of MX hosts (25; another value only for tests and labs).
+    pub port: u16,
+    /// Relay outbound mail (domains in `routes` excepted) through this `host:port`, e.g. a
+    /// provider's submission port when port 25 is blocked.
+    pub smarthost: Option<String>,
+    /// AUTH user for the smarthost.
+    pub smarthost_user: Option<String>,
+    /// AUTH password for the smarthost ...
+    pub smarthost_password: Option<String>,
+    /// ... or a file whose first line is the password.
+    pub smarthost_password_file: Option<PathBuf>,
+    /// Verify the smarthost's TLS certificate against the bundled Mozilla roots (default true).
+    pub smarthost_verify_certificate: bool,
+    /// Seconds a message may wait in the queue before it is returned to the sender (5 days).
+    pub lifetime: u64,
+    /// Seconds before the first retry (300); each further retry waits twice as long ...
+    pub retry_initial: u64,
+    /// ... up to this many seconds (3600).
+    pub retry_max: u64,
+    /// Seconds after which the sender is told a message is delayed, once (14400); 0 = never.
+    pub delay_warning: u64,
+    /// Outbound SMTP connections at once (100).
+    pub max_connections: usize,
+    /// Outbound SMTP connections at once to one destination (20).
+    pub max_connections_per_domain: usize,
+    /// Messages per connection before it is closed and a new one opened (100).
+    pub messages_per_connection: usize,
+    /// Seconds to wait for a TCP connection (30).
+    pub connect_timeout: u64,
+    /// Local address outbound connections come from (default: chosen by the system).
+    pub source_address: Option<IpAddr>,
+}
+
+impl Default for Relay {
+    fn default() -> Relay {
+        Relay {
+            routes: BTreeMap::new(),
+            port: 25,
+            smarthost: None,
+            smarthost_user: None,
+            smarthost_password: None,
+            smarthost_password_file: None,
+            smarthost_verify_certificate: true,
+            lifetime: 5 * 24 * 3600,
+            retry_initial: 300,
+            retry_max: 3600,
+            delay_warning: 4 * 3600,
+            max_connections: 100,
+            max_connections_per_domain: 20,
+            messages_per_connection: 100,
+            connect_timeout: 30,
+            source_address: None,
+        }
+    }
+}
+
+/// `host:port` split, the port required.
+fn host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
 }
 
 /// Limits.
@@ -293,15 +356,101 @@ impl Config {
         if l.max_message_size > 1 << 30 {
             bail!("limits.max_message_size: at most 1 GiB (1073741824)");
         }
-        for (domain, hop) in &self.relay.routes {
-            let ok = hop
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !ok {
+        let r = &self.relay;
+        for (domain, hop) in &r.routes {
+            if host_port(hop).is_none() {
                 bail!("relay.routes.\"{domain}\": {hop:?} is not host:port");
             }
         }
+        if let Some(hop) = &r.smarthost
+            && host_port(hop).is_none()
+        {
+            bail!("relay.smarthost: {hop:?} is not host:port");
+        }
+        if r.smarthost_password.is_some() && r.smarthost_password_file.is_some() {
+            bail!("relay.smarthost_password_file: set it or relay.smarthost_password, not both");
+        }
+        let has_password = r.smarthost_password.is_some() || r.smarthost_password_file.is_some();
+        if r.smarthost_user.is_some() != has_password {
+            bail!("relay.smarthost_user: set it together with relay.smarthost_password (or _file)");
+        }
+        if r.smarthost_user.is_some() && r.smarthost.is_none() {
+            bail!("relay.smarthost_user: there is no relay.smarthost");
+        }
+        let positive = [
+            ("relay.port", u64::from(r.port)),
+            ("relay.lifetime", r.lifetime),
+            ("relay.retry_initial", r.retry_initial),
+            ("relay.retry_max", r.retry_max),
+            ("relay.max_connections", r.max_connections as u64),
+            (
+                "relay.max_connections_per_domain",
+                r.max_connections_per_domain as u64,
+            ),
+            (
+                "relay.messages_per_connection",
+                r.messages_per_connection as u64,
+            ),
+            ("relay.connect_timeout", r.connect_timeout),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                bail!("{key}: must be greater than 0");
+            }
+        }
+        if r.retry_max < r.retry_initial {
+            bail!("relay.retry_max: must not be below relay.retry_initial");
+        }
         Ok(())
+    }
+
+    /// The queue runner's settings (reads the smarthost password file).
+    pub fn relay_settings(&self) -> anyhow::Result<queue::RelaySettings> {
+        let r = &self.relay;
+        let mut s = queue::RelaySettings::new(self.hostname.clone());
+        s.port = r.port;
+        for (domain, hop) in &r.routes {
+            let (host, port) = host_port(hop).context("relay.routes")?;
+            s.routes.insert(
+                domain.trim_end_matches('.').to_ascii_lowercase(),
+                queue::NextHop { host, port },
+            );
+        }
+        if let Some(hop) = &r.smarthost {
+            let (host, port) = host_port(hop).context("relay.smarthost")?;
+            let password = match (&r.smarthost_password, &r.smarthost_password_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(file)) => Some(
+                    std::fs::read_to_string(file)
+                        .with_context(|| {
+                            format!(
+                                "relay.smarthost_password_file: cannot read {}",
+                                file.display()
+                            )
+                        })?
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned(),
+                ),
+                (None, None) => None,
+            };
+            s.smarthost = Some(queue::Smarthost {
+                hop: queue::NextHop { host, port },
+                credentials: r.smarthost_user.clone().zip(password),
+                verify_certificate: r.smarthost_verify_certificate,
+            });
+        }
+        s.lifetime = Duration::from_secs(r.lifetime);
+        s.retry_initial = Duration::from_secs(r.retry_initial);
+        s.retry_max = Duration::from_secs(r.retry_max);
+        s.delay_warning = (r.delay_warning > 0).then(|| Duration::from_secs(r.delay_warning));
+        s.max_connections = r.max_connections;
+        s.max_per_destination = r.max_connections_per_domain;
+        s.messages_per_connection = r.messages_per_connection;
+        s.timeouts.connect = Duration::from_secs(r.connect_timeout);
+        s.source_address = r.source_address;
+        Ok(s)
     }
 }
 
@@ -316,6 +465,33 @@ mod tests {
         assert_eq!(c.limits.max_recipients, 100);
         assert!(!c.imap.literal_minus);
         assert_eq!(c.store.wal_preallocate_mib, 64);
+    }
+
+    #[test]
+    fn relay_table() {
+        let c = Config::parse("").unwrap();
+        let s = c.relay_settings().unwrap();
+        assert_eq!(s.port, 25);
+        assert_eq!(s.lifetime, Duration::from_secs(432000));
+        assert_eq!(s.delay_warning, Some(Duration::from_secs(14400)));
+        assert!(s.smarthost.is_none() && s.routes.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\nignored\n").unwrap();
+        let c = Config::parse(&format!(
+            "[relay]\nport = 2525\ndelay_warning = 0\nsmarthost = \"[Relay.Example]:587\"\n\
+             smarthost_user = \"me\"\nsmarthost_password_file = \"{}\"\nsource_address = \"127.0.0.2\"\n\
+             [relay.routes]\n\"Daum.Test\" = \"127.0.0.3:2525\"\n",
+            pw.display()
+        ))
+        .unwrap();
+        let s = c.relay_settings().unwrap();
+        assert_eq!((s.port, s.delay_warning), (2525, None));
+        let sh = s.smarthost.unwrap();
+        assert_eq!((sh.hop.host.as_str(), sh.hop.port), ("relay.example", 587));
+        assert_eq!(sh.credentials, Some(("me".into(), "s3cret".into())));
+        assert_eq!(s.routes["daum.test"].port, 2525);
+        assert_eq!(s.source_address, Some("127.0.0.2".parse().unwrap()));
     }
 
     #[test]
@@ -344,6 +520,17 @@ mod tests {
             ("[tls]\ncert = \"/x.pem\"", "tls.key"),
             ("hostname = \"bad host\"", "hostname"),
             ("[relay.routes]\n\"daum.test\" = \"nohost\"", "relay.routes"),
+            ("[relay]\nsmarthost = \"relay.example\"", "relay.smarthost"),
+            (
+                "[relay]\nsmarthost = \"relay.example:587\"\nsmarthost_user = \"u\"",
+                "relay.smarthost_user",
+            ),
+            (
+                "[relay]\nretry_initial = 600\nretry_max = 60",
+                "relay.retry_max",
+            ),
+            ("[relay]\nlifetime = 0", "relay.lifetime"),
+            ("[relay]\nlifetim = 1", "lifetim"),
             ("[imap]\nliteral_plus = true", "literal_plus"),
             ("[store]\nwal_prealloc = 1", "wal_prealloc"),
             ("[store]\nwal_preallocate_mib = -1", "wal_preallocate_mib"),

@@ -53,7 +53,7 @@ enum Command {
         #[arg(long)]
         mailbox: Option<String>,
     },
-    /// Inspect the outbound queue.
+    /// Inspect and manage the outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
     /// Print counts of domains, accounts, aliases, messages and queued mail.
@@ -105,6 +105,17 @@ enum AliasCmd {
 enum QueueCmd {
     /// List queued messages and their recipients.
     List,
+    /// Show one queued message: envelope, recipients with their last result, headers.
+    Show { id: i64 },
+    /// Make one message (or every message) due now; a running server sends it within a second.
+    Retry { id: Option<i64> },
+    /// Remove a message from the queue, returning it to its sender with a bounce.
+    Delete {
+        id: i64,
+        /// Remove it without telling the sender.
+        #[arg(long)]
+        silent: bool,
+    },
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -205,6 +216,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mailbox,
         } => admin::import(&store, &address, &path, mailbox.as_deref()).await,
         Command::Queue(QueueCmd::List) => admin::queue_list(&store).await,
+        Command::Queue(QueueCmd::Show { id }) => admin::queue_show(&store, id).await,
+        Command::Queue(QueueCmd::Retry { id }) => admin::queue_retry(&store, id).await,
+        Command::Queue(QueueCmd::Delete { id, silent }) => {
+            admin::queue_delete(&store, &config.hostname, id, silent).await
+        }
         Command::Stats => admin::stats(&store).await,
     }
 }

@@ -1,7 +1,8 @@
 //! Wiring: opens the store, builds the authenticator and deliverer, binds every configured
-//! listener and runs them until shutdown.
+//! listener, starts the queue runner and runs them until shutdown.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use auth::{Authenticator, FailureLimiter};
 use imap_server::ImapServer;
 use net::{ConnLimits, ShutdownTrigger, TlsAcceptor, TlsMode};
 use pop3_server::{MaildropLocks, Pop3Server};
-use queue::Deliverer;
+use queue::{Clock, Deliverer, HickoryResolver, QueueRunner, RunnerHandle, SystemClock};
 use smtp_server::{Role, Settings, SmtpServer};
 use store::Store;
 use tokio::net::TcpListener;
@@ -29,6 +30,8 @@ pub struct Running {
     pub unavailable: Vec<(&'static str, SocketAddr)>,
     /// The store the server uses.
     pub store: Store,
+    /// Wakes the queue runner.
+    pub queue: RunnerHandle,
     trigger: ShutdownTrigger,
     tracker: TaskTracker,
 }
@@ -99,13 +102,51 @@ impl Listeners {
     }
 }
 
-/// Opens the store and starts every configured listener.
+/// What tests may replace.
+#[derive(Default)]
+pub struct Options {
+    /// The queue runner's clock (default: the system clock).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// Opens the store and starts every configured listener and the queue runner.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let options = store::EmbeddedOptions {
+    start_with(config, Options::default()).await
+}
+
+/// Holds an exclusive lock on `data_dir/queue.lock` while the queue runner runs: one runner
+/// per store, so a runner starting up may take back the leases a crashed one left.
+fn lock_queue(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("queue.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            anyhow::anyhow!(
+                "another postern is serving {} (it holds {})",
+                data_dir.display(),
+                path.display()
+            )
+        },
+    )?;
+    Ok(file)
+}
+
+/// [`start`] with test seams.
+pub async fn start_with(config: &Config, options: Options) -> anyhow::Result<Running> {
+    let relay = config.relay_settings()?;
+    let store_options = store::EmbeddedOptions {
         wal_preallocate: config.store.wal_preallocate_mib << 20,
     };
-    let store = Store::open_embedded_with(&config.data_dir, &options)
+    let store = Store::open_embedded_with(&config.data_dir, &store_options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let queue_lock = lock_queue(&config.data_dir)?;
+    let resolver = HickoryResolver::new(config.dns.nameservers.as_deref())
+        .context("dns: cannot set up the resolver")?;
     let tls_files = match (&config.tls.cert, &config.tls.key) {
         (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
         _ => None,
@@ -128,6 +169,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         store.clone(),
         async move { stop.wait().await },
     ));
+    // Outbound delivery of queued mail.
+    let runner = QueueRunner::new(
+        store.clone(),
+        deliverer.clone(),
+        relay,
+        Arc::new(resolver),
+        options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+    );
+    let queue = runner.handle();
+    let mut stop = shutdown.clone();
+    tracker.spawn(async move {
+        runner.run(async move { stop.wait().await }).await;
+        drop(queue_lock);
+    });
     let l = &config.limits;
     let conn_limits = ConnLimits {
         max_connections: l.max_connections,
@@ -220,6 +275,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         listeners: listeners.bound,
         unavailable,
         store,
+        queue,
         trigger,
         tracker,
     })

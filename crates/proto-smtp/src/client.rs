@@ -1,4 +1,6 @@
-//! Client side: an incremental parser for server replies ([`ReplyParser`] producing [`ParsedReply`]).
+//! Client side: an incremental parser for server replies ([`ReplyParser`] producing
+//! [`ParsedReply`]) and the extensions a server announces in its EHLO reply
+//! ([`Capabilities`]).
 
 use crate::command::ParseError;
 use crate::line::{LineBuffer, LineError};
@@ -90,6 +92,68 @@ impl ReplyParser {
         self.code = None;
         self.pending.clear();
         Err(ParseError::BadReply(msg))
+    }
+}
+
+/// What a server announced in its EHLO reply (RFC 5321 4.1.1.1: one keyword per line after
+/// the first, parameters separated by spaces; keywords are case-insensitive).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The first word of the first line: the name the server gives itself.
+    pub domain: String,
+    /// PIPELINING (RFC 2920).
+    pub pipelining: bool,
+    /// STARTTLS (RFC 3207).
+    pub starttls: bool,
+    /// SIZE (RFC 1870): `Some(0)` means announced without a fixed limit.
+    pub size: Option<u64>,
+    /// 8BITMIME (RFC 6152).
+    pub eight_bit_mime: bool,
+    /// SMTPUTF8 (RFC 6531).
+    pub smtputf8: bool,
+    /// ENHANCEDSTATUSCODES (RFC 2034).
+    pub enhanced_status_codes: bool,
+    /// CHUNKING (RFC 3030).
+    pub chunking: bool,
+    /// SASL mechanisms of AUTH (RFC 4954), upper-cased.
+    pub auth: Vec<String>,
+}
+
+impl Capabilities {
+    /// Reads the EHLO reply (a positive one; for anything else the result is empty).
+    pub fn from_ehlo(reply: &ParsedReply) -> Capabilities {
+        let mut caps = Capabilities::default();
+        if reply.code != 250 {
+            return caps;
+        }
+        let mut lines = reply.lines.iter();
+        if let Some(first) = lines.next() {
+            caps.domain = first.split_whitespace().next().unwrap_or("").to_owned();
+        }
+        for line in lines {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else {
+                continue;
+            };
+            match keyword.to_ascii_uppercase().as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "STARTTLS" => caps.starttls = true,
+                "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
+                "CHUNKING" => caps.chunking = true,
+                // RFC 1870 4: "SIZE" [SP number]; an unparsable limit counts as none.
+                "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                "AUTH" => caps.auth.extend(words.map(|m| m.to_ascii_uppercase())),
+                _ => {}
+            }
+        }
+        caps
+    }
+
+    /// Whether a message of `size` octets is over the announced limit.
+    pub fn too_large(&self, size: u64) -> bool {
+        self.size.is_some_and(|limit| limit > 0 && size > limit)
     }
 }
 
@@ -278,6 +342,32 @@ mod tests {
             assert_eq!(got.is_transient(), r.is_transient());
             assert!(p.next_reply().is_none());
         }
+    }
+
+    #[test]
+    fn capabilities_from_ehlo() {
+        let mut p = ReplyParser::new(512);
+        p.push(
+            b"250-mx.naver.test Hello\r\n250-pipelining\r\n250-SIZE 1000\r\n250-8BITMIME\r\n\
+              250-SMTPUTF8\r\n250-AUTH plain LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n\
+              250-X-UNKNOWN a b\r\n250 STARTTLS\r\n",
+        );
+        let caps = Capabilities::from_ehlo(&p.next_reply().unwrap().unwrap());
+        assert_eq!(caps.domain, "mx.naver.test");
+        assert!(caps.pipelining && caps.starttls && caps.eight_bit_mime && caps.smtputf8);
+        assert!(caps.enhanced_status_codes && !caps.chunking);
+        assert_eq!(caps.size, Some(1000));
+        assert_eq!(caps.auth, ["PLAIN", "LOGIN"]);
+        assert!(caps.too_large(1001) && !caps.too_large(1000));
+        p.push(b"250-old.test\r\n250 SIZE\r\n");
+        let caps = Capabilities::from_ehlo(&p.next_reply().unwrap().unwrap());
+        assert_eq!(caps.size, Some(0));
+        assert!(!caps.too_large(u64::MAX) && !caps.pipelining);
+        p.push(b"502 5.5.1 no EHLO here\r\n");
+        assert_eq!(
+            Capabilities::from_ehlo(&p.next_reply().unwrap().unwrap()),
+            Capabilities::default()
+        );
     }
 
     #[test]

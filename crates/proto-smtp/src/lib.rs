@@ -12,7 +12,8 @@
 //! - [`reply`]: [`Reply`] formatting and named constructors for common replies.
 //! - [`line`](mod@line): [`LineBuffer`], bounded CRLF / LF line framing for the command phase.
 //! - [`data`]: [`DataReceiver`] for the DATA phase and [`data::dot_stuff`] for the client side.
-//! - [`client`]: [`ReplyParser`], incremental parsing of server replies.
+//! - [`client`]: [`ReplyParser`], incremental parsing of server replies, and [`Capabilities`]
+//!   from an EHLO reply.
 
 #![deny(missing_docs)]
 
@@ -24,7 +25,7 @@ pub mod line;
 pub mod reply;
 
 pub use address::{Address, ForwardPath, ReversePath};
-pub use client::{ParsedReply, ReplyParser};
+pub use client::{Capabilities, ParsedReply, ReplyParser};
 pub use command::{Body, Command, MailParams, ParseError, RcptParams, parse_command};
 pub use data::{DataOutcome, DataReceiver};
 pub use line::{LineBuffer, LineError};

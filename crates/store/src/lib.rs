@@ -167,6 +167,30 @@ pub trait Backend: Send + Sync {
     async fn deliver(&self, delivery: Delivery) -> Result<DeliveryReceipt>;
     /// The outbound queue, oldest first.
     async fn list_queue(&self) -> Result<Vec<QueueEntry>>;
+    /// One queue entry with all its recipients.
+    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>>;
+    /// Claims up to `limit` entries due at `now` (earliest first) for a delivery attempt: each
+    /// is leased, its next attempt moved to `lease_until`, so a runner that dies mid-delivery
+    /// leaves it to be tried again later (at worst a duplicate), never lost.
+    async fn claim_queue(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>>;
+    /// Makes every leased entry due at `now`: a queue runner starting after a crash (one
+    /// runner serves a store at a time). Returns how many there were.
+    async fn release_queue_leases(&self, now: i64) -> Result<u64>;
+    /// Records the results of an attempt and ends the lease. When no recipient is pending any
+    /// more the entry is removed; a notice (bounce) is stored in the same transaction, so an
+    /// entry never disappears without either the peer's "250" or a durable bounce.
+    async fn update_queue(&self, update: QueueUpdate) -> Result<QueueOutcome>;
+    /// Makes one entry, or every entry not leased, due at `now`. Returns how many changed.
+    async fn retry_queue(&self, id: Option<i64>, now: i64) -> Result<u64>;
+    /// Removes an entry without any notice; `false` if it did not exist.
+    async fn delete_queue(&self, id: i64) -> Result<bool>;
+    /// The earliest next attempt of any entry (leased ones included), unix seconds.
+    async fn next_queue_due(&self) -> Result<Option<i64>>;
 
     // ---- misc
     /// A counter of deliveries and appends this process has started (monotonic): background

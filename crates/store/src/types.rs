@@ -240,8 +240,12 @@ pub struct QueueRecipient {
     pub address: String,
     /// Status.
     pub status: RecipientStatus,
-    /// Last error text from a delivery attempt.
+    /// Last error text from a delivery attempt (the peer's reply, or what went wrong).
     pub last_error: Option<String>,
+    /// RFC 3463 status code of the last result (e.g. `4.4.1`, `5.1.1`, `2.0.0`).
+    pub status_code: Option<String>,
+    /// The host that gave the last result, if one answered.
+    pub remote_mta: Option<String>,
 }
 
 /// A message waiting in the outbound queue.
@@ -259,10 +263,69 @@ pub struct QueueEntry {
     pub size: u64,
     /// When it was queued, unix seconds.
     pub created: i64,
-    /// Earliest next attempt, unix seconds.
+    /// Earliest next attempt, unix seconds (while claimed: when the claim lapses).
     pub next_attempt: i64,
     /// Attempts made so far.
     pub attempts: u32,
+    /// When the last attempt ended, unix seconds.
+    pub last_attempt: Option<i64>,
+    /// Claimed by a queue runner ([`crate::Backend::claim_queue`]) and not updated since.
+    pub leased: bool,
+    /// A delay warning has been sent to the sender.
+    pub warned: bool,
+}
+
+impl QueueEntry {
+    /// The recipients still waiting for delivery.
+    pub fn pending(&self) -> impl Iterator<Item = &QueueRecipient> {
+        self.recipients
+            .iter()
+            .filter(|r| r.status == RecipientStatus::Pending)
+    }
+}
+
+/// The result of one delivery attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientResult {
+    /// The recipient, as queued.
+    pub address: String,
+    /// Its new status: `Pending` for a temporary failure.
+    pub status: RecipientStatus,
+    /// What happened (the peer's reply, or the local reason).
+    pub error: Option<String>,
+    /// RFC 3463 status code.
+    pub status_code: Option<String>,
+    /// The host that answered, if any.
+    pub remote_mta: Option<String>,
+}
+
+/// What a queue runner records after an attempt ([`crate::Backend::update_queue`]).
+#[derive(Debug, Clone)]
+pub struct QueueUpdate {
+    /// The entry.
+    pub id: i64,
+    /// Per-recipient results; recipients not listed keep their state.
+    pub results: Vec<RecipientResult>,
+    /// When to try the recipients still pending again, unix seconds.
+    pub next_attempt: i64,
+    /// Count this as a delivery attempt ending at this time (unix seconds).
+    pub attempted_at: Option<i64>,
+    /// A delay warning goes out with this update ([`QueueEntry::warned`] is set).
+    pub warned: bool,
+    /// A bounce or delay warning (DSN) to store in the same transaction: local copies and/or a
+    /// new queue entry. Dropped if the entry no longer exists.
+    pub notice: Option<Delivery>,
+}
+
+/// What [`crate::Backend::update_queue`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueOutcome {
+    /// Every recipient is final: the entry is gone.
+    Removed,
+    /// Some recipients are still pending; the entry waits for its next attempt.
+    Pending,
+    /// The entry did not exist (deleted meanwhile); nothing was stored.
+    Gone,
 }
 
 /// Counts over the whole store.

@@ -6,12 +6,15 @@
 
 mod cli;
 mod crash;
+mod dns;
 mod imap;
 mod imap_compress;
 mod imap_interop;
 mod interop;
 mod pop3;
 mod pop3_interop;
+mod relay;
+mod relay_crash;
 mod smtp_mx;
 mod submission;
 mod support;

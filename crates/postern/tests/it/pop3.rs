@@ -85,14 +85,14 @@ impl Pop {
     }
 
     /// Sends a command, returns the status line.
-    async fn cmd(&mut self, line: &str) -> String {
+    pub async fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes()).await;
         self.line().await.expect("connection closed")
     }
 
     /// The lines of a multi-line response body, raw (still dot-stuffed, with CRLF), without
     /// the final ".".
-    async fn body(&mut self) -> Vec<Vec<u8>> {
+    pub async fn body(&mut self) -> Vec<Vec<u8>> {
         let mut lines = Vec::new();
         loop {
             let l = self

@@ -19,10 +19,17 @@ pub struct TestServer {
     pub store: Store,
 }
 
-/// Config for a test server: all SMTP listeners on port 0, plus `extra` TOML.
+/// Config for a test server: all SMTP listeners on port 0, plus `extra` TOML. Without a
+/// `[dns]` table in `extra`, DNS goes to a closed port: queued mail then waits (temporary
+/// failures), whatever the machine's resolver would say.
 pub fn test_config(dir: &std::path::Path, extra: &str) -> String {
+    let dns = if extra.contains("[dns]") {
+        ""
+    } else {
+        "[dns]\nnameservers = [\"127.0.0.1:9\"]\n"
+    };
     format!(
-        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n[store]\nwal_preallocate_mib = 1\n",
+        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n{dns}[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n[store]\nwal_preallocate_mib = 1\n",
         dir.display()
     )
 }
@@ -46,6 +53,55 @@ impl TestServer {
         s.store.add_domain("naver.test").await.unwrap();
         s.add_user("lee@naver.test").await;
         s
+    }
+
+    /// Starts one of several servers of a test ([`Node`]); `dir` reuses the data directory of
+    /// a stopped one (a restart: its domains and users exist already).
+    pub async fn node(n: &Node<'_>, dir: Option<tempfile::TempDir>) -> TestServer {
+        let restart = dir.is_some();
+        let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let dns = n
+            .dns
+            .clone()
+            .unwrap_or_else(|| "[dns]\nnameservers = [\"127.0.0.1:9\"]\n".into());
+        let text = format!(
+            "hostname = \"{host}\"\ndata_dir = \"{data}\"\n[relay]\nport = {port}\nsource_address = \"{ip}\"\n{relay}\n{dns}\n{extra}\n\
+             [listen]\nsmtp = \"{ip}:{port}\"\nsubmission = \"{ip}:0\"\nimap = \"{ip}:0\"\npop3 = \"{ip}:0\"\n",
+            host = n.hostname,
+            data = dir.path().display(),
+            port = n.smtp_port,
+            relay = n.relay,
+            extra = n.extra,
+            ip = n.ip,
+        );
+        let config = Config::parse(&text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+        let options = postern::server::Options {
+            clock: n
+                .clock
+                .clone()
+                .map(|c| Arc::new(c) as Arc<dyn queue::Clock>),
+        };
+        let running = postern::server::start_with(&config, options).await.unwrap();
+        let store = running.store.clone();
+        let s = TestServer {
+            _dir: dir,
+            running,
+            store,
+        };
+        if !restart {
+            s.store.add_domain(n.domain).await.unwrap();
+            for u in n.users {
+                s.add_user(u).await;
+            }
+        }
+        s
+    }
+
+    /// Shuts the server down (listeners closed, queue runner stopped); returns its data
+    /// directory for a restart.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.running.shutdown().await;
+        self._dir
     }
 
     pub async fn add_user(&self, address: &str) {
@@ -90,6 +146,80 @@ impl TestServer {
     pub async fn messages(&self, address: &str, mailbox: &str) -> Vec<Vec<u8>> {
         messages_in(&self.store, address, mailbox).await
     }
+}
+
+/// One server of a multi-server test: its own loopback address and name, one hosted domain.
+pub struct Node<'a> {
+    pub hostname: &'a str,
+    pub ip: String,
+    /// Its SMTP (MX) port; also the port its queue runner connects to (`relay.port`).
+    pub smtp_port: u16,
+    pub domain: &'a str,
+    pub users: &'a [&'a str],
+    /// Lines of the `[relay]` table besides `port`.
+    pub relay: String,
+    /// A `[dns]` table; `None`: DNS goes to a closed port.
+    pub dns: Option<String>,
+    /// More TOML tables.
+    pub extra: String,
+    /// The queue runner's clock.
+    pub clock: Option<queue::ShiftedClock>,
+}
+
+impl<'a> Node<'a> {
+    pub fn new(hostname: &'a str, ip: String, smtp_port: u16, domain: &'a str) -> Node<'a> {
+        Node {
+            hostname,
+            ip,
+            smtp_port,
+            domain,
+            users: &[],
+            relay: String::new(),
+            dns: None,
+            extra: String::new(),
+            clock: None,
+        }
+    }
+}
+
+/// A fresh `127.0.N` prefix per call, so tests running in parallel never share an address.
+pub fn loopback_net() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Start somewhere per process, so two test runs at once are unlikely to collide either.
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = 10 + std::process::id() % 200;
+    format!("127.0.{}", 1 + (base + n) % 250)
+}
+
+/// A port free on every one of `ips` (MX hosts all listen on the one port the senders use).
+pub fn common_port(ips: &[&str]) -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind((ips[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        let rest: Vec<_> = ips[1..]
+            .iter()
+            .map(|ip| std::net::TcpListener::bind((*ip, port)))
+            .collect();
+        if rest.iter().all(Result::is_ok) {
+            return port;
+        }
+    }
+}
+
+/// Waits (up to `secs` seconds) until `f` holds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {secs} s waiting until {what}");
 }
 
 pub async fn messages_in(store: &Store, address: &str, mailbox: &str) -> Vec<Vec<u8>> {

@@ -12,6 +12,7 @@
 
 mod blob_log;
 mod mailboxes;
+mod queue;
 mod schema;
 mod writer;
 
@@ -215,6 +216,39 @@ impl Embedded {
             return Err(log_error(e));
         }
         committed
+    }
+
+    /// Hashes (and, if large, logs) the bodies of a delivery; returns what the write job needs.
+    async fn prepare_delivery(&self, d: Delivery) -> Result<(PreparedDelivery, Vec<Body>)> {
+        // A body without recipients is not stored: empty it rather than hash or log it.
+        let mut d = d;
+        let local = std::mem::take(&mut d.local_data);
+        let remote = std::mem::take(&mut d.remote_data);
+        let parts = vec![
+            if d.local.is_empty() {
+                Vec::new()
+            } else {
+                local
+            },
+            if d.remote.is_empty() {
+                Vec::new()
+            } else {
+                remote
+            },
+        ];
+        let (bodies, mut parts) = self.prepare_bodies(parts, |p| p).await?;
+        d.remote_data = parts.pop().unwrap_or_default();
+        d.local_data = parts.pop().unwrap_or_default();
+        let local_key = (!d.local.is_empty()).then(|| bodies[0].key.clone());
+        let remote_key = (!d.remote.is_empty()).then(|| bodies[1].key.clone());
+        Ok((
+            PreparedDelivery {
+                d,
+                local_key,
+                remote_key,
+            },
+            bodies,
+        ))
     }
 
     fn reader(&self) -> Result<Connection> {
@@ -586,6 +620,72 @@ fn purge_blobs_at(conn: &Connection, records: &[Location]) -> Result<()> {
         }
     }
     purge_blobs(conn, &ids)
+}
+
+/// A delivery whose bodies are hashed (and logged if large), ready for a write job.
+struct PreparedDelivery {
+    d: Delivery,
+    local_key: Option<BlobKey>,
+    remote_key: Option<BlobKey>,
+}
+
+/// Stores a delivery inside a write job: local INBOX copies and/or one queue entry. Returns
+/// the receipt and the INBOXes to notify.
+fn insert_delivery(
+    c: &Connection,
+    log: &BlobLog,
+    p: &PreparedDelivery,
+) -> Result<(DeliveryReceipt, Vec<MailboxId>)> {
+    let d = &p.d;
+    let mut local_uids = Vec::with_capacity(d.local.len());
+    let mut inboxes = Vec::with_capacity(d.local.len());
+    if let Some(key) = &p.local_key {
+        let blob = put_blob(c, log, key, &d.local_data)?;
+        for account in &d.local {
+            let inbox = inbox_of(c, account.0)?;
+            inboxes.push(MailboxId(inbox));
+            local_uids.push(insert_message(
+                c,
+                inbox,
+                blob,
+                d.local_data.len(),
+                d.received,
+                &Flags::default(),
+            )?);
+        }
+    }
+    let mut queue_id = None;
+    if let Some(key) = &p.remote_key {
+        let blob = put_blob(c, log, key, &d.remote_data)?;
+        // Queue ids are never reused (SQLite would hand out a deleted max rowid again): an
+        // update or an admin command naming a removed entry must not hit a newer one.
+        let id: i64 = c
+            .prepare_cached(
+                "INSERT INTO meta (key, value)
+                 VALUES ('queue_seq', coalesce((SELECT max(id) FROM queue), 0) + 1)
+                 ON CONFLICT (key) DO UPDATE SET value = max(value, coalesce((SELECT max(id) FROM queue), 0)) + 1
+                 RETURNING value",
+            )?
+            .query_row([], |r| r.get(0))?;
+        c.prepare_cached(
+            "INSERT INTO queue (id, sender, blob_id, size, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )?
+        .execute(params![id, d.sender, blob, d.remote_data.len() as i64, d.received])?;
+        let mut stmt = c.prepare_cached(
+            "INSERT OR IGNORE INTO queue_recipients (queue_id, address) VALUES (?1, ?2)",
+        )?;
+        for rcpt in &d.remote {
+            stmt.execute(params![id, rcpt])?;
+        }
+        queue_id = Some(id);
+    }
+    Ok((
+        DeliveryReceipt {
+            local_uids,
+            queue_id,
+        },
+        inboxes,
+    ))
 }
 
 /// Runs `test` on each row of `sql` (uid, keys, headers, body); keeps non-zero results. The
@@ -1342,71 +1442,12 @@ impl Backend for Embedded {
 
     async fn deliver(&self, d: Delivery) -> Result<DeliveryReceipt> {
         self.activity.fetch_add(1, Ordering::Relaxed);
-        // A body without recipients is not stored: empty it rather than hash or log it.
-        let mut d = d;
-        let local = std::mem::take(&mut d.local_data);
-        let remote = std::mem::take(&mut d.remote_data);
-        let parts = vec![
-            if d.local.is_empty() {
-                Vec::new()
-            } else {
-                local
-            },
-            if d.remote.is_empty() {
-                Vec::new()
-            } else {
-                remote
-            },
-        ];
-        let (bodies, mut parts) = self.prepare_bodies(parts, |p| p).await?;
-        d.remote_data = parts.pop().unwrap_or_default();
-        d.local_data = parts.pop().unwrap_or_default();
-        let local_key = (!d.local.is_empty()).then(|| bodies[0].key.clone());
-        let remote_key = (!d.remote.is_empty()).then(|| bodies[1].key.clone());
+        let (prepared, bodies) = self.prepare_delivery(d).await?;
         let marks = durable_marks(&bodies);
         let log = self.log.clone();
         let work = move |c: &Connection| {
             put_durable_marks(c, &marks)?;
-            let mut local_uids = Vec::with_capacity(d.local.len());
-            let mut inboxes = Vec::with_capacity(d.local.len());
-            if let Some(key) = &local_key {
-                let blob = put_blob(c, &log, key, &d.local_data)?;
-                for account in &d.local {
-                    let inbox = inbox_of(c, account.0)?;
-                    inboxes.push(MailboxId(inbox));
-                    local_uids.push(insert_message(
-                        c,
-                        inbox,
-                        blob,
-                        d.local_data.len(),
-                        d.received,
-                        &Flags::default(),
-                    )?);
-                }
-            }
-            let mut queue_id = None;
-            if let Some(key) = &remote_key {
-                let blob = put_blob(c, &log, key, &d.remote_data)?;
-                c.prepare_cached(
-                        "INSERT INTO queue (sender, blob_id, size, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",
-                    )?
-                    .execute(params![d.sender, blob, d.remote_data.len() as i64, d.received])?;
-                let id = c.last_insert_rowid();
-                let mut stmt = c.prepare_cached(
-                    "INSERT OR IGNORE INTO queue_recipients (queue_id, address) VALUES (?1, ?2)",
-                )?;
-                for rcpt in &d.remote {
-                    stmt.execute(params![id, rcpt])?;
-                }
-                queue_id = Some(id);
-            }
-            Ok((
-                DeliveryReceipt {
-                    local_uids,
-                    queue_id,
-                },
-                inboxes,
-            ))
+            insert_delivery(c, &log, &prepared)
         };
         let (receipt, inboxes) = self.durably(bodies, work).await?;
         self.notifier.bump(&inboxes);
@@ -1414,41 +1455,87 @@ impl Backend for Embedded {
     }
 
     async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
-        self.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, sender, blob_id, size, created, next_attempt, attempts FROM queue ORDER BY id",
-            )?;
-            let mut entries = stmt
-                .query_map([], |r| {
-                    Ok(QueueEntry {
-                        id: r.get(0)?,
-                        sender: r.get(1)?,
-                        recipients: Vec::new(),
-                        blob: BlobId(r.get(2)?),
-                        size: r.get::<_, i64>(3)? as u64,
-                        created: r.get(4)?,
-                        next_attempt: r.get(5)?,
-                        attempts: r.get(6)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut stmt = c.prepare(
-                "SELECT address, status, last_error FROM queue_recipients WHERE queue_id = ?1 ORDER BY address",
-            )?;
-            for e in &mut entries {
-                e.recipients = stmt
-                    .query_map([e.id], |r| {
-                        Ok(QueueRecipient {
-                            address: r.get(0)?,
-                            status: RecipientStatus::parse(&r.get::<_, String>(1)?),
-                            last_error: r.get(2)?,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+        self.read(|c| queue::entries(c, None)).await
+    }
+
+    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>> {
+        self.lookup(|c| Ok(queue::entries(c, Some(id))?.pop()))
+    }
+
+    async fn claim_queue(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>> {
+        self.writer
+            .write(move |c| queue::claim(c, now, lease_until, limit))
+            .await
+    }
+
+    async fn release_queue_leases(&self, now: i64) -> Result<u64> {
+        self.writer
+            .write(move |c| {
+                Ok(c.prepare_cached(
+                    "UPDATE queue SET leased = 0, next_attempt = min(next_attempt, ?1) WHERE leased = 1",
+                )?
+                .execute([now])? as u64)
+            })
+            .await
+    }
+
+    async fn update_queue(&self, mut update: QueueUpdate) -> Result<QueueOutcome> {
+        let notice = match update.notice.take() {
+            Some(d) => Some(self.prepare_delivery(d).await?),
+            None => None,
+        };
+        let (notice, bodies) = match notice {
+            Some((p, b)) => (Some(p), b),
+            None => (None, Vec::new()),
+        };
+        let marks = durable_marks(&bodies);
+        let log = self.log.clone();
+        let work = move |c: &Connection| {
+            put_durable_marks(c, &marks)?;
+            let outcome = queue::update(c, &update)?;
+            let mut inboxes = Vec::new();
+            if let (Some(n), false) = (&notice, outcome == QueueOutcome::Gone) {
+                inboxes = insert_delivery(c, &log, n)?.1;
             }
-            Ok(entries)
+            Ok((outcome, inboxes))
+        };
+        let (outcome, inboxes) = self.durably(bodies, work).await?;
+        self.notifier.bump(&inboxes);
+        Ok(outcome)
+    }
+
+    async fn retry_queue(&self, id: Option<i64>, now: i64) -> Result<u64> {
+        self.writer
+            .write(move |c| {
+                let n = match id {
+                    Some(id) => c
+                        .prepare_cached("UPDATE queue SET next_attempt = ?2 WHERE id = ?1")?
+                        .execute(params![id, now])?,
+                    None => c
+                        .prepare_cached(
+                            "UPDATE queue SET next_attempt = ?1 WHERE leased = 0 AND next_attempt > ?1",
+                        )?
+                        .execute([now])?,
+                };
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn delete_queue(&self, id: i64) -> Result<bool> {
+        self.writer.write(move |c| queue::remove(c, id)).await
+    }
+
+    async fn next_queue_due(&self) -> Result<Option<i64>> {
+        self.lookup(|c| {
+            Ok(c.prepare_cached("SELECT min(next_attempt) FROM queue")?
+                .query_row([], |r| r.get(0))?)
         })
-        .await
     }
 
     fn store_activity(&self) -> u64 {

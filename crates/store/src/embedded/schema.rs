@@ -186,6 +186,16 @@ CREATE TRIGGER blob_ids_grow AFTER INSERT ON blobs BEGIN
     UPDATE meta SET value = new.id WHERE key = 'last_blob' AND value < new.id;
 END;
 "#,
+    r#"
+-- The queue runner: a lease flag (a claimed entry's next_attempt is when its lease lapses),
+-- the time of the last attempt, whether a delay warning went out, and per recipient the RFC
+-- 3463 code and the host of its last result (for DSNs and `postern queue show`).
+ALTER TABLE queue ADD COLUMN leased INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queue ADD COLUMN last_attempt INTEGER;
+ALTER TABLE queue ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queue_recipients ADD COLUMN status_code TEXT;
+ALTER TABLE queue_recipients ADD COLUMN remote_mta TEXT;
+"#,
 ];
 
 /// Schema version that introduced `blob_lines`.

@@ -763,7 +763,10 @@ async fn migration_backfills_canonical_sizes() {
          DROP TRIGGER blob_logged_removed; DROP TABLE log_garbage; DROP TABLE log_durable;
          DROP INDEX blobs_segment; ALTER TABLE blobs DROP COLUMN segment;
          ALTER TABLE blobs DROP COLUMN offset;
-         DROP TRIGGER blob_lines_removed; DROP TABLE blob_lines; PRAGMA user_version = 5;",
+         DROP TRIGGER blob_lines_removed; DROP TABLE blob_lines;
+         ALTER TABLE queue DROP COLUMN leased; ALTER TABLE queue DROP COLUMN last_attempt;
+         ALTER TABLE queue DROP COLUMN warned; ALTER TABLE queue_recipients DROP COLUMN status_code;
+         ALTER TABLE queue_recipients DROP COLUMN remote_mta; PRAGMA user_version = 5;",
     )
     .unwrap();
     drop(c);
@@ -898,4 +901,263 @@ async fn a_new_wal_is_preallocated_and_works() {
     let s = Store::open_embedded(dir.path()).unwrap();
     let listed = s.list_messages(inbox.id).await.unwrap();
     assert_eq!(s.read_blob(listed[0].blob).await.unwrap(), b"kept");
+}
+
+fn result(address: &str, status: RecipientStatus, code: &str) -> RecipientResult {
+    RecipientResult {
+        address: address.into(),
+        status,
+        error: Some(format!("{code} said the peer")),
+        status_code: Some(code.into()),
+        remote_mta: Some("mx.daum.test".into()),
+    }
+}
+
+fn update(id: i64, results: Vec<RecipientResult>, next: i64) -> QueueUpdate {
+    QueueUpdate {
+        id,
+        results,
+        next_attempt: next,
+        attempted_at: Some(next - 300),
+        warned: false,
+        notice: None,
+    }
+}
+
+async fn inbox_count(s: &Store, account: AccountId) -> u32 {
+    s.list_mailboxes(account)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .unwrap()
+        .messages
+}
+
+#[tokio::test]
+async fn queue_claim_leases_and_release_makes_due_again() {
+    let (_d, s) = store();
+    let t0 = 1_700_000_000;
+    let id = s
+        .deliver(delivery(vec![], vec!["x@daum.test", "y@daum.test"], "q"))
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap();
+    assert_eq!(s.next_queue_due().await.unwrap(), Some(t0));
+    assert!(
+        s.claim_queue(t0 - 1, t0 + 600, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = s.claim_queue(t0, t0 + 600, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, id);
+    assert!(claimed[0].leased);
+    assert_eq!(claimed[0].pending().count(), 2);
+    // leased: not due again until the lease lapses
+    assert!(
+        s.claim_queue(t0 + 599, t0 + 1200, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.next_queue_due().await.unwrap(), Some(t0 + 600));
+    // retry of everything skips leased entries; a runner starting after a crash releases them
+    assert_eq!(s.retry_queue(None, t0 + 10).await.unwrap(), 0);
+    assert_eq!(s.release_queue_leases(t0 + 10).await.unwrap(), 1);
+    let e = s.queue_entry(id).await.unwrap().unwrap();
+    assert!(!e.leased);
+    assert_eq!(e.next_attempt, t0 + 10);
+    assert_eq!(s.claim_queue(t0 + 10, t0 + 600, 10).await.unwrap().len(), 1);
+    assert!(s.queue_entry(id + 100).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn queue_update_keeps_pending_and_removes_when_final() {
+    let (_d, s) = store();
+    let t0 = 1_700_000_000;
+    let id = s
+        .deliver(delivery(vec![], vec!["x@daum.test", "y@daum.test"], "q"))
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap();
+    let blob = s.queue_entry(id).await.unwrap().unwrap().blob;
+    s.claim_queue(t0, t0 + 600, 10).await.unwrap();
+    let out = s
+        .update_queue(update(
+            id,
+            vec![
+                result("x@daum.test", RecipientStatus::Delivered, "2.0.0"),
+                result("y@daum.test", RecipientStatus::Pending, "4.2.0"),
+            ],
+            t0 + 900,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out, QueueOutcome::Pending);
+    let e = s.queue_entry(id).await.unwrap().unwrap();
+    assert_eq!((e.attempts, e.leased, e.next_attempt), (1, false, t0 + 900));
+    assert_eq!(e.last_attempt, Some(t0 + 600));
+    assert_eq!(e.recipients[0].status, RecipientStatus::Delivered);
+    assert_eq!(e.recipients[1].status, RecipientStatus::Pending);
+    assert_eq!(e.recipients[1].status_code.as_deref(), Some("4.2.0"));
+    assert_eq!(e.recipients[1].remote_mta.as_deref(), Some("mx.daum.test"));
+    // a result for a recipient already final does not change it
+    s.update_queue(update(
+        id,
+        vec![result("x@daum.test", RecipientStatus::Pending, "4.0.0")],
+        t0 + 1000,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        s.queue_entry(id).await.unwrap().unwrap().recipients[0].status,
+        RecipientStatus::Delivered
+    );
+    let out = s
+        .update_queue(update(
+            id,
+            vec![result("y@daum.test", RecipientStatus::Delivered, "2.0.0")],
+            t0 + 2000,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out, QueueOutcome::Removed);
+    assert!(s.queue_entry(id).await.unwrap().is_none());
+    assert!(s.list_queue().await.unwrap().is_empty());
+    assert!(matches!(
+        s.read_blob(blob).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // an update for an entry that is gone stores nothing
+    assert_eq!(
+        s.update_queue(update(id, vec![], t0)).await.unwrap(),
+        QueueOutcome::Gone
+    );
+}
+
+#[tokio::test]
+async fn queue_bounce_is_stored_with_the_failure_or_not_at_all() {
+    let (_d, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let kim = s.add_account("kim@naver.test", "h").await.unwrap();
+    let t0 = 1_700_000_000;
+    let id = s
+        .deliver(delivery(vec![], vec!["x@daum.test"], "q"))
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap();
+    let bounce = Delivery {
+        sender: None,
+        local: vec![kim],
+        local_data: b"Return-Path: <>\r\nSubject: Undelivered Mail\r\n\r\nsorry\r\n".to_vec(),
+        remote: vec!["far@elsewhere.test".into()],
+        remote_data: b"Subject: Undelivered Mail\r\n\r\nsorry\r\n".to_vec(),
+        received: t0,
+    };
+    let mut u = update(
+        id,
+        vec![result("x@daum.test", RecipientStatus::Failed, "5.1.1")],
+        t0,
+    );
+    u.notice = Some(bounce.clone());
+    assert_eq!(
+        s.update_queue(u.clone()).await.unwrap(),
+        QueueOutcome::Removed
+    );
+    assert_eq!(inbox_count(&s, kim).await, 1);
+    // the remote copy of the notice is a new entry with the null sender
+    let q = s.list_queue().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].sender, None);
+    assert_eq!(q[0].recipients[0].address, "far@elsewhere.test");
+    // the same update again: the entry is gone, so no second bounce
+    assert_eq!(s.update_queue(u).await.unwrap(), QueueOutcome::Gone);
+    assert_eq!(inbox_count(&s, kim).await, 1);
+    assert_eq!(s.list_queue().await.unwrap().len(), 1);
+    // a delay warning leaves the entry pending and marks it warned
+    let id2 = q[0].id;
+    let mut u = update(
+        id2,
+        vec![result(
+            "far@elsewhere.test",
+            RecipientStatus::Pending,
+            "4.4.1",
+        )],
+        t0 + 600,
+    );
+    u.warned = true;
+    u.notice = Some(Delivery {
+        remote: vec![],
+        ..bounce
+    });
+    assert_eq!(s.update_queue(u).await.unwrap(), QueueOutcome::Pending);
+    assert!(s.queue_entry(id2).await.unwrap().unwrap().warned);
+    assert_eq!(inbox_count(&s, kim).await, 2);
+}
+
+#[tokio::test]
+async fn queue_retry_and_delete() {
+    let (_d, s) = store();
+    let t0 = 1_700_000_000;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            s.deliver(delivery(vec![], vec!["x@daum.test"], &format!("m{i}")))
+                .await
+                .unwrap()
+                .queue_id
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        s.claim_queue(t0, t0 + 60, 1).await.unwrap();
+        s.update_queue(update(
+            *id,
+            vec![result("x@daum.test", RecipientStatus::Pending, "4.4.1")],
+            t0 + 3600,
+        ))
+        .await
+        .unwrap();
+    }
+    assert!(
+        s.claim_queue(t0 + 100, t0 + 200, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.retry_queue(Some(ids[0]), t0 + 100).await.unwrap(), 1);
+    assert_eq!(
+        s.claim_queue(t0 + 100, t0 + 200, 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(s.retry_queue(None, t0 + 100).await.unwrap(), 2);
+    assert_eq!(s.next_queue_due().await.unwrap(), Some(t0 + 100));
+    assert!(s.delete_queue(ids[1]).await.unwrap());
+    assert!(!s.delete_queue(ids[1]).await.unwrap());
+    assert_eq!(s.list_queue().await.unwrap().len(), 2);
+    assert_eq!(s.stats().await.unwrap().queued, 2);
+}
+
+#[tokio::test]
+async fn queue_ids_are_never_reused() {
+    let (_d, s) = store();
+    let one = s
+        .deliver(delivery(vec![], vec!["x@daum.test"], "1"))
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap();
+    assert!(s.delete_queue(one).await.unwrap());
+    let two = s
+        .deliver(delivery(vec![], vec!["x@daum.test"], "2"))
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap();
+    assert!(two > one, "{two} > {one}");
 }
