@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Postern. On a fresh Debian machine it first installs what the tests
 # need (swaks, mbsync from isync and fetchmail: the real SMTP, IMAP and POP3 client programs
-# the interop tests drive).
+# the interop tests drive; python3 for the imaplib and poplib tests).
 #   ./test.sh            format check, clippy, and the whole test suite
 #   ./test.sh --quick    the test suite only
 set -euo pipefail
@@ -11,6 +11,7 @@ need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
