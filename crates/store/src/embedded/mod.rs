@@ -68,34 +68,52 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("PRAGMA foreign_keys = ON;")
 }
 
-/// Gives a WAL that does not exist yet `bytes` of zeros (see
-/// [`EmbeddedOptions::wal_preallocate`]). Written under a temporary name and linked into
-/// place, so a process that opens the database meanwhile sees either no WAL or a whole one
-/// (zeros are no valid WAL header: SQLite starts a new log in it).
-fn preallocate_wal(data_dir: &Path, bytes: u64) -> std::io::Result<()> {
+/// Gives the WAL `bytes` of zeros (see [`EmbeddedOptions::wal_preallocate`]), if it can be
+/// done safely: only when a TRUNCATE checkpoint emptied it (no other connection was reading an
+/// old snapshot), and under SQLite's write lock, so no other process can be appending frames
+/// while the zeros go in. Readers trust the WAL index, which says the log is empty; the next
+/// writer starts a new log at offset 0, over the zeros. Otherwise nothing is done.
+///
+/// [`EmbeddedOptions::wal_preallocate`]: crate::EmbeddedOptions::wal_preallocate
+fn preallocate_wal(conn: &Connection, wal: &Path, bytes: u64) -> Result<()> {
     use std::io::Write;
-    let wal = data_dir.join(format!("{DB_FILE}-wal"));
-    if bytes == 0 || wal.exists() {
+    if bytes == 0 {
         return Ok(());
     }
-    let tmp = data_dir.join(format!(".{DB_FILE}-wal.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n])?;
-            left -= n as u64;
+    // Do not wait for other processes at start-up; busy just means no preallocation.
+    conn.busy_timeout(Duration::from_millis(100))?;
+    let emptied = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_ok_and(|busy| busy == 0);
+    let filled = (|| -> Result<()> {
+        if !emptied || conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+            return Ok(());
         }
-        f.sync_all()?;
-        match std::fs::hard_link(&tmp, &wal) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-            _ => Ok(()),
-        }
+        let fill = (|| -> std::io::Result<()> {
+            if std::fs::metadata(wal).map_or(true, |m| m.len() > 0) {
+                return Ok(()); // written to since the checkpoint, or gone
+            }
+            let mut f = std::fs::OpenOptions::new().write(true).open(wal)?;
+            let zeros = vec![0u8; 1 << 20];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            // Now, not at the first commit: otherwise that fdatasync would write them all.
+            f.sync_data()
+        })();
+        conn.execute_batch("ROLLBACK")?;
+        fill.map_err(|source| StoreError::Io {
+            path: wal.display().to_string(),
+            source,
+        })
     })();
-    let _ = std::fs::remove_file(&tmp);
-    result
+    conn.busy_timeout(Duration::from_secs(30))?;
+    filled
 }
 
 impl Embedded {
@@ -109,13 +127,6 @@ impl Embedded {
             path: data_dir.display().to_string(),
             source,
         })?;
-        preallocate_wal(data_dir, options.wal_preallocate).map_err(|source| StoreError::Io {
-            path: data_dir
-                .join(format!("{DB_FILE}-wal"))
-                .display()
-                .to_string(),
-            source,
-        })?;
         let path = data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         configure(&conn)?;
@@ -126,6 +137,11 @@ impl Embedded {
              PRAGMA journal_size_limit = 134217728;",
         )?;
         schema::migrate(&mut conn)?;
+        preallocate_wal(
+            &conn,
+            &data_dir.join(format!("{DB_FILE}-wal")),
+            options.wal_preallocate,
+        )?;
         let log_dir = data_dir.join(BLOB_DIR);
         let log = Arc::new(BlobLog::open(&log_dir).map_err(|source| StoreError::Io {
             path: log_dir.display().to_string(),
