@@ -6,9 +6,9 @@
 //! large ones (stored in the blob log, made durable alongside the commit).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,30 +33,7 @@ enum Fate {
 fn start_server(dir: &std::path::Path) -> (Child, SocketAddr) {
     let cfg = dir.join("postern.toml");
     std::fs::write(&cfg, crate::support::test_config(&dir.join("data"), "")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.trim().strip_prefix("smtp ") {
-            break rest
-                .trim()
-                .trim_start_matches("listening on ")
-                .parse()
-                .unwrap();
-        }
-    };
-    // keep draining stdout so the server never blocks on it
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    crate::support::spawn_server(&cfg, "smtp")
 }
 
 async fn reply(r: &mut TokioBufReader<TcpStream>) -> Option<u16> {

@@ -5,9 +5,9 @@
 //! queue must end empty.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -22,29 +22,7 @@ const PER_SESSION: usize = 40;
 
 /// Starts `postern serve` for daum.test; returns it with its submission address.
 fn start_daum(dir: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
-        .args(["serve", "--config"])
-        .arg(dir.join("postern.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.trim().strip_prefix("submission ") {
-            break rest
-                .trim()
-                .trim_start_matches("listening on ")
-                .parse()
-                .unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    crate::support::spawn_server(&dir.join("postern.toml"), "submission")
 }
 
 /// One submission session; records the subjects that got "250".

@@ -562,3 +562,34 @@ impl Imap {
         }
     }
 }
+
+/// Starts the real `postern serve --config CONFIG` as a child process (for SIGKILL tests) and
+/// returns it with the address of `listener`, read from what it prints on start-up.
+pub fn spawn_server(config: &std::path::Path, listener: &str) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let prefix = format!("{listener} ");
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(rest) = line.trim().strip_prefix(prefix.as_str()) {
+            break rest
+                .trim()
+                .trim_start_matches("listening on ")
+                .parse()
+                .unwrap();
+        }
+    };
+    // Keep draining stdout so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
