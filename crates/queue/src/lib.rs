@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 pub use admin::bounce_entry;
 pub use relay::{
     Clock, DnsError, HickoryResolver, Mx, NextHop, QueueRunner, RelaySettings, Resolver,
-    RunnerHandle, ShiftedClock, Smarthost, SystemClock, Timeouts,
+    RunnerHandle, ShiftedClock, Smarthost, SystemClock, Timeouts, opportunistic_tls,
 };
 pub use resolve::{Resolution, Target};
 

@@ -26,6 +26,7 @@ pub use client::Timeouts;
 pub use clock::{Clock, ShiftedClock, SystemClock};
 pub use dns::{DnsError, HickoryResolver, Mx, Resolver};
 pub use runner::{QueueRunner, RunnerHandle};
+pub use tls::opportunistic as opportunistic_tls;
 
 /// Why a recipient (or all recipients of a destination) could not be delivered this time.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// Encrypts against passive eavesdroppers without authenticating the peer: MX certificates
 /// are commonly self-signed or name another host, and failing on them would only push the
 /// mail to plaintext.
-pub(crate) fn opportunistic() -> Arc<ClientConfig> {
+pub fn opportunistic() -> Arc<ClientConfig> {
     let provider = provider();
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
