@@ -569,7 +569,9 @@ fn put_blob(conn: &Connection, log: &BlobLog, key: &BlobKey, data: &[u8]) -> Res
     let inserted = conn
         .prepare_cached(
             "INSERT INTO blobs (id, hash, size, data, segment, offset)
-             VALUES ((SELECT value + 1 FROM meta WHERE key = 'last_blob'), ?1, ?2, ?3, ?4, ?5)
+             VALUES ((SELECT max(coalesce((SELECT max(id) FROM blobs), 0),
+                                 coalesce((SELECT value FROM meta WHERE key = 'last_blob'), 0)) + 1),
+                     ?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (hash) DO NOTHING",
         )?
         .execute(params![

@@ -179,11 +179,13 @@ END;
     r#"
 -- Blob ids are never reused (a rowid is, once the newest row is deleted): whoever holds an id
 -- (a POP3 snapshot, a FETCH between its two reads, the indexer) finds that blob or none,
--- never another message. put_blob takes last_blob + 1; the trigger keeps last_blob up to date.
+-- never another message. put_blob takes one more than the newest id or last_blob, the highest
+-- id ever deleted, whichever is larger; the trigger keeps last_blob on deletion, so that an
+-- insert (every delivery) writes no extra page.
 INSERT OR REPLACE INTO meta (key, value)
     VALUES ('last_blob', (SELECT coalesce(max(id), 0) FROM blobs));
-CREATE TRIGGER blob_ids_grow AFTER INSERT ON blobs BEGIN
-    UPDATE meta SET value = new.id WHERE key = 'last_blob' AND value < new.id;
+CREATE TRIGGER blob_deleted_id AFTER DELETE ON blobs BEGIN
+    UPDATE meta SET value = old.id WHERE key = 'last_blob' AND value < old.id;
 END;
 "#,
     r#"

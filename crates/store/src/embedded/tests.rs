@@ -759,7 +759,7 @@ async fn migration_backfills_canonical_sizes() {
     // an older version.
     let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TRIGGER blob_ids_grow; DELETE FROM meta WHERE key = 'last_blob';
+        "DROP TRIGGER blob_deleted_id; DELETE FROM meta WHERE key = 'last_blob';
          DROP TRIGGER blob_logged_removed; DROP TABLE log_garbage; DROP TABLE log_durable;
          DROP INDEX blobs_segment; ALTER TABLE blobs DROP COLUMN segment;
          ALTER TABLE blobs DROP COLUMN offset;
