@@ -936,16 +936,20 @@ async fn inbox_count(s: &Store, account: AccountId) -> u32 {
         .messages
 }
 
+/// Queues one message for x@ and y@daum.test (received at 1_700_000_000); its queue id.
+async fn queue_for_two(s: &Store) -> i64 {
+    s.deliver(delivery(vec![], vec!["x@daum.test", "y@daum.test"], "q"))
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap()
+}
+
 #[tokio::test]
 async fn queue_claim_leases_and_release_makes_due_again() {
     let (_d, s) = store();
     let t0 = 1_700_000_000;
-    let id = s
-        .deliver(delivery(vec![], vec!["x@daum.test", "y@daum.test"], "q"))
-        .await
-        .unwrap()
-        .queue_id
-        .unwrap();
+    let id = queue_for_two(&s).await;
     assert_eq!(s.next_queue_due().await.unwrap(), Some(t0));
     assert!(
         s.claim_queue(t0 - 1, t0 + 600, 10)
@@ -980,12 +984,7 @@ async fn queue_claim_leases_and_release_makes_due_again() {
 async fn queue_update_keeps_pending_and_removes_when_final() {
     let (_d, s) = store();
     let t0 = 1_700_000_000;
-    let id = s
-        .deliver(delivery(vec![], vec!["x@daum.test", "y@daum.test"], "q"))
-        .await
-        .unwrap()
-        .queue_id
-        .unwrap();
+    let id = queue_for_two(&s).await;
     let blob = s.queue_entry(id).await.unwrap().unwrap().blob;
     s.claim_queue(t0, t0 + 600, 10).await.unwrap();
     let out = s
