@@ -223,12 +223,20 @@ async fn scan(
     let bodies = probes
         .iter()
         .any(|p| matches!(p, Probe::Body(_) | Probe::Text(_)));
+    // A BODY-only search need not split every message's header fields.
+    let fields = probes
+        .iter()
+        .any(|p| matches!(p, Probe::Header(..) | Probe::Text(_)));
     store
         .scan_summaries(
             mailbox,
             bodies,
             Box::new(move |row| {
-                let headers: Vec<(&str, &str)> = indexer::header_fields(row.headers).collect();
+                let headers: Vec<(&str, &str)> = if fields {
+                    indexer::header_fields(row.headers).collect()
+                } else {
+                    Vec::new()
+                };
                 let body = bodies.then(|| indexer::body_text(row.body));
                 probe_bits(&probes, indexer::sent_date(row.keys), &headers, body)
             }),
