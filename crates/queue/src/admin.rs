@@ -3,7 +3,8 @@
 
 use store::{QueueOutcome, QueueUpdate, RecipientResult, RecipientStatus};
 
-use crate::relay::dsn::{self, Action, DsnRecipient};
+use crate::relay::dsn::{self, Action};
+use crate::relay::runner::dsn_recipient;
 use crate::{Deliverer, QueueError};
 
 /// Gives up on queue entry `id`: every pending recipient is marked failed and the sender gets
@@ -46,13 +47,7 @@ pub async fn bounce_entry(
                 retry_until: None,
                 recipients: results
                     .iter()
-                    .map(|r| DsnRecipient {
-                        address: r.address.clone(),
-                        action: Action::Failed,
-                        status: "5.0.0".into(),
-                        diagnostic: r.error.clone(),
-                        remote_mta: None,
-                    })
+                    .map(|r| dsn_recipient(r, Action::Failed))
                     .collect(),
                 original: &original,
             });

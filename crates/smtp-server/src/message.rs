@@ -134,6 +134,18 @@ impl Session {
         content_start: usize,
         id: String,
     ) -> Result<(), End> {
+        // RFC 5321 6.3: a message that has passed this many hops is in a loop (two forwards
+        // pointing at each other); refusing it stops the loop. Our own trace header counts.
+        let hops = count_headers(&message[content_start..], "received") + 1;
+        if hops > MAX_HOPS {
+            tracing::warn!(id, hops, "refused: too many hops (mail loop)");
+            self.reply(Reply::new(
+                554,
+                "5.4.6",
+                format!("Too many hops ({hops}): mail loop"),
+            ));
+            return Ok(());
+        }
         if self.srv.settings.role == Role::Submission {
             // RFC 6409 8: a submission server may add a missing Date and Message-ID.
             let extra = missing_submission_headers(
@@ -226,22 +238,31 @@ fn next_id() -> String {
     )
 }
 
+/// Trace headers a message may carry before it is refused as a loop (Postfix: 50).
+const MAX_HOPS: usize = 50;
+
 /// Whether the header block of `data` has a field named `name` (case-insensitive).
 fn has_header(data: &[u8], name: &str) -> bool {
-    for line in data.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return false;
-        }
-        if let Some(colon) = line.iter().position(|b| *b == b':')
-            && line[..colon]
-                .trim_ascii_end()
-                .eq_ignore_ascii_case(name.as_bytes())
-        {
-            return true;
-        }
-    }
-    false
+    header_names(data).any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// How many fields named `name` (case-insensitive) the header block of `data` has.
+fn count_headers(data: &[u8], name: &str) -> usize {
+    header_names(data)
+        .filter(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        .count()
+}
+
+/// The field names of the header block of `data` (continuation lines have none).
+fn header_names(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    data.split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .take_while(|line| !line.is_empty())
+        .filter(|line| !line.starts_with(b" ") && !line.starts_with(b"\t"))
+        .filter_map(|line| {
+            let colon = line.iter().position(|b| *b == b':')?;
+            Some(line[..colon].trim_ascii_end())
+        })
 }
 
 fn missing_submission_headers(data: &[u8], id: &str, host: &str) -> Vec<u8> {
@@ -268,6 +289,15 @@ mod tests {
         assert!(has_header(m, "date"));
         assert!(!has_header(m, "message-id"));
         assert!(!has_header(b"\r\nDate: x\r\n", "date"));
+    }
+
+    #[test]
+    fn trace_headers_are_counted_in_the_header_block_only() {
+        let m = b"Received: from a\r\n\tby b; date\r\nreceived: x\r\nSubject: y\r\n \
+                  Received: a continuation\r\n\r\nReceived: in the body\r\n";
+        assert_eq!(count_headers(m, "received"), 2);
+        assert_eq!(count_headers(m, "subject"), 1);
+        assert_eq!(count_headers(b"", "received"), 0);
     }
 
     #[test]

@@ -313,3 +313,24 @@ async fn lettre_client_delivers() {
         String::from_utf8_lossy(m)
     );
 }
+
+/// RFC 5321 6.3: a message that has already passed 50 hops is a loop and is refused.
+#[tokio::test]
+async fn a_looping_message_is_refused() {
+    let s = TestServer::start().await;
+    let mut c = Raw::connect(s.smtp()).await;
+    c.cmd("EHLO client.daum.test", 250).await;
+    for (hops, code) in [(49, 250), (50, 554)] {
+        c.cmd("MAIL FROM:<kim@daum.test>", 250).await;
+        c.cmd("RCPT TO:<lee@naver.test>", 250).await;
+        c.cmd("DATA", 354).await;
+        let trace = "Received: from a by b; Sun, 22 Nov 2026 10:00:00 +0900\r\n".repeat(hops);
+        c.send(format!("{trace}{}", message("loop", "again")).as_bytes())
+            .await;
+        let r = c.cmd(".", code).await;
+        if code == 554 {
+            assert!(r.text().starts_with("5.4.6"), "{r:?}");
+        }
+    }
+    assert_eq!(s.messages("lee@naver.test", "INBOX").await.len(), 1);
+}

@@ -148,6 +148,8 @@ pub(crate) struct Session {
     timeouts: Timeouts,
     /// The connection can carry another transaction.
     usable: bool,
+    /// The first word of the greeting: the name the peer gives itself.
+    banner: String,
 }
 
 /// Why opening a session failed.
@@ -213,11 +215,19 @@ impl Session {
             tls: false,
             timeouts: t.clone(),
             usable: true,
+            banner: String::new(),
         };
         let greeting = s.read_reply(t.greeting).await?;
         if greeting.code != 220 {
             return Err(s.failed_reply(&greeting).into());
         }
+        // RFC 5321 4.3.1: the greeting starts with the server's name.
+        s.banner = greeting
+            .lines
+            .first()
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_default()
+            .to_owned();
         s.hello(&config.helo).await?;
         let tls_config = match &config.tls {
             TlsPolicy::Off => None,
@@ -246,9 +256,10 @@ impl Session {
         &self.peer
     }
 
-    /// The name the peer gave in its EHLO (or HELO) reply.
-    pub(crate) fn greeting_name(&self) -> &str {
-        &self.caps.domain
+    /// Whether the peer calls itself `host`, in its greeting or its EHLO (HELO) reply: a
+    /// loop when `host` is our own name.
+    pub(crate) fn is_named(&self, host: &str) -> bool {
+        self.caps.domain.eq_ignore_ascii_case(host) || self.banner.eq_ignore_ascii_case(host)
     }
 
     /// Whether the session runs over TLS.
@@ -346,6 +357,7 @@ impl Session {
             tls: true,
             timeouts: self.timeouts,
             usable: true,
+            banner: self.banner,
         };
         s.hello(helo).await?;
         Ok(s)
@@ -396,18 +408,6 @@ impl Session {
         if !self.usable {
             return all(Failure::temporary("4.4.2", "connection lost"));
         }
-        if self.caps.too_large(message.len() as u64) {
-            // RFC 1870 6: the peer will not take it; retrying cannot help.
-            return all(Failure::permanent(
-                "5.3.4",
-                format!(
-                    "message of {} octets exceeds the size limit of {} ({} octets)",
-                    message.len(),
-                    self.peer,
-                    self.caps.size.unwrap_or(0)
-                ),
-            ));
-        }
         let sender_utf8 = env.sender.is_some_and(|s| !s.is_ascii());
         let headers_8bit = downgrade::headers_have_8bit(message);
         let needs_utf8 =
@@ -448,6 +448,19 @@ impl Session {
                 }
             }
         };
+        // After any conversion: base64 or quoted-printable adds up to a third.
+        if self.caps.too_large(data.len() as u64) {
+            // RFC 1870 6: the peer will not take it; retrying cannot help.
+            return all(Failure::permanent(
+                "5.3.4",
+                format!(
+                    "message of {} octets exceeds the size limit of {} ({} octets)",
+                    data.len(),
+                    self.peer,
+                    self.caps.size.unwrap_or(0)
+                ),
+            ));
+        }
         let smtputf8 = needs_utf8 && self.caps.smtputf8;
         // Recipients the peer cannot take at all (non-ASCII without SMTPUTF8) are not sent.
         let mut results: Vec<Option<RcptResult>> = env

@@ -15,7 +15,7 @@ mod clock;
 mod dns;
 pub(crate) mod dsn;
 mod route;
-mod runner;
+pub(crate) mod runner;
 mod tls;
 
 use std::collections::BTreeMap;

@@ -46,11 +46,13 @@ pub(crate) struct Hop {
     pub(crate) addrs: Vec<SocketAddr>,
 }
 
-/// The hosts for `dest`, in the order to try them; `port` is the SMTP port for MX hosts.
+/// The hosts for `dest`, in the order to try them; `port` is the SMTP port for MX hosts,
+/// `myself` our host name (never an MX host to deliver to).
 pub(crate) async fn hops(
     dest: &Destination,
     resolver: &dyn Resolver,
     port: u16,
+    myself: &str,
 ) -> Result<Vec<Hop>, Failure> {
     match dest {
         Destination::NextHop { host, port } => {
@@ -70,7 +72,7 @@ pub(crate) async fn hops(
                     addrs: vec![SocketAddr::new(ip, port)],
                 }]);
             }
-            mx_hops(resolver, domain, port).await
+            mx_hops(resolver, domain, port, myself).await
         }
     }
 }
@@ -112,7 +114,12 @@ async fn host_hop(resolver: &dyn Resolver, host: &str, port: u16) -> Result<Hop,
     })
 }
 
-async fn mx_hops(resolver: &dyn Resolver, domain: &str, port: u16) -> Result<Vec<Hop>, Failure> {
+async fn mx_hops(
+    resolver: &dyn Resolver,
+    domain: &str,
+    port: u16,
+    myself: &str,
+) -> Result<Vec<Hop>, Failure> {
     let mut records = resolver
         .mx(domain)
         .await
@@ -139,6 +146,23 @@ async fn mx_hops(resolver: &dyn Resolver, domain: &str, port: u16) -> Result<Vec
     fastrand::shuffle(&mut records);
     records.sort_by_key(|mx| mx.preference);
     records.dedup_by(|a, b| a.exchange == b.exchange);
+    // RFC 5321 5.1: if we are an MX of the domain, only the better-preferred ones may take it
+    // from us; none left means the mail would come back here (we are its best MX but do not
+    // host the domain).
+    let myself = myself.trim_end_matches('.');
+    if let Some(own) = records
+        .iter()
+        .find(|mx| mx.exchange.eq_ignore_ascii_case(myself))
+        .map(|mx| mx.preference)
+    {
+        records.retain(|mx| mx.preference < own);
+        if records.is_empty() {
+            return Err(Failure::permanent(
+                "5.4.6",
+                format!("mail for {domain} loops back to myself: I am its best MX"),
+            ));
+        }
+    }
     let mut hops = Vec::new();
     let mut last_error = None;
     let mut all_permanent = true;
@@ -186,6 +210,38 @@ mod tests {
         Destination::Domain(d.into())
     }
 
+    /// Our own host name in these tests.
+    const ME: &str = "mx.daum.test";
+
+    #[tokio::test]
+    async fn our_own_mx_and_the_worse_ones_are_dropped() {
+        let r = FakeResolver::default();
+        r.mx(
+            "naver.test",
+            &[
+                (10, "mx1.naver.test"),
+                (20, "mx.daum.test"),
+                (30, "mx3.naver.test"),
+            ],
+        );
+        r.mx(
+            "backup.test",
+            &[(10, "mx.daum.test"), (20, "mx2.naver.test")],
+        );
+        for host in [
+            "mx1.naver.test",
+            "mx.daum.test",
+            "mx3.naver.test",
+            "mx2.naver.test",
+        ] {
+            r.host(host, &[ip("127.0.0.3")]);
+        }
+        let h = hops(&dom("naver.test"), &r, 25, ME).await.unwrap();
+        assert_eq!(names(&h), ["mx1.naver.test"]);
+        let f = hops(&dom("backup.test"), &r, 25, ME).await.unwrap_err();
+        assert!(f.permanent && f.status == "5.4.6", "{f:?}");
+    }
+
     #[tokio::test]
     async fn mx_order_fallbacks_and_failures() {
         let r = FakeResolver::default();
@@ -195,24 +251,24 @@ mod tests {
         );
         r.host("mx1.naver.test", &[ip("127.0.0.3")]);
         r.host("mx2.naver.test", &[ip("127.0.0.4"), ip("::1")]);
-        let h = hops(&dom("naver.test"), &r, 2525).await.unwrap();
+        let h = hops(&dom("naver.test"), &r, 2525, ME).await.unwrap();
         assert_eq!(names(&h), ["mx1.naver.test", "mx2.naver.test"]);
         assert_eq!(h[0].addrs, ["127.0.0.3:2525".parse().unwrap()]);
         assert_eq!(h[1].addrs.len(), 2);
 
         // no MX: the domain's own address
         r.host("plain.test", &[ip("127.0.0.5")]);
-        let h = hops(&dom("plain.test"), &r, 25).await.unwrap();
+        let h = hops(&dom("plain.test"), &r, 25, ME).await.unwrap();
         assert_eq!(h[0].addrs, ["127.0.0.5:25".parse().unwrap()]);
 
         // null MX and NXDOMAIN are permanent, SERVFAIL temporary
         r.mx("nullmx.test", &[(0, "")]);
-        let f = hops(&dom("nullmx.test"), &r, 25).await.unwrap_err();
+        let f = hops(&dom("nullmx.test"), &r, 25, ME).await.unwrap_err();
         assert!(f.permanent && f.status == "5.1.10", "{f:?}");
-        let f = hops(&dom("nowhere.test"), &r, 25).await.unwrap_err();
+        let f = hops(&dom("nowhere.test"), &r, 25, ME).await.unwrap_err();
         assert!(f.permanent && f.status == "5.1.2", "{f:?}");
         r.fail.lock().unwrap().push("broken.test".into());
-        let f = hops(&dom("broken.test"), &r, 25).await.unwrap_err();
+        let f = hops(&dom("broken.test"), &r, 25, ME).await.unwrap_err();
         assert!(!f.permanent && f.status == "4.4.3", "{f:?}");
 
         // an MX host that cannot be resolved is skipped; if none is left, temporary wins
@@ -220,17 +276,17 @@ mod tests {
             "half.test",
             &[(10, "gone.half.test"), (20, "mx1.naver.test")],
         );
-        let h = hops(&dom("half.test"), &r, 25).await.unwrap();
+        let h = hops(&dom("half.test"), &r, 25, ME).await.unwrap();
         assert_eq!(names(&h), ["mx1.naver.test"]);
         r.mx(
             "dead.test",
             &[(10, "gone.dead.test"), (20, "flaky.dead.test")],
         );
         r.fail.lock().unwrap().push("flaky.dead.test".into());
-        let f = hops(&dom("dead.test"), &r, 25).await.unwrap_err();
+        let f = hops(&dom("dead.test"), &r, 25, ME).await.unwrap_err();
         assert!(!f.permanent, "{f:?}");
         r.mx("dead2.test", &[(10, "gone.dead2.test")]);
-        let f = hops(&dom("dead2.test"), &r, 25).await.unwrap_err();
+        let f = hops(&dom("dead2.test"), &r, 25, ME).await.unwrap_err();
         assert!(f.permanent, "{f:?}");
     }
 
@@ -246,7 +302,7 @@ mod tests {
         }
         let mut seen = std::collections::HashSet::new();
         for _ in 0..64 {
-            let h = hops(&dom("many.test"), &r, 25).await.unwrap();
+            let h = hops(&dom("many.test"), &r, 25, ME).await.unwrap();
             assert_eq!(h[0].name, "first.test");
             seen.insert(h[1].name.clone());
         }
@@ -260,15 +316,15 @@ mod tests {
     #[tokio::test]
     async fn literals_and_next_hops() {
         let r = FakeResolver::default();
-        let h = hops(&dom("[127.0.0.7]"), &r, 25).await.unwrap();
+        let h = hops(&dom("[127.0.0.7]"), &r, 25, ME).await.unwrap();
         assert_eq!(h[0].addrs, ["127.0.0.7:25".parse().unwrap()]);
-        let h = hops(&dom("[IPv6:::1]"), &r, 25).await.unwrap();
+        let h = hops(&dom("[IPv6:::1]"), &r, 25, ME).await.unwrap();
         assert_eq!(h[0].addrs, ["[::1]:25".parse().unwrap()]);
         let hop = Destination::NextHop {
             host: "127.0.0.8".into(),
             port: 2525,
         };
-        let h = hops(&hop, &r, 25).await.unwrap();
+        let h = hops(&hop, &r, 25, ME).await.unwrap();
         assert_eq!(h[0].addrs, ["127.0.0.8:2525".parse().unwrap()]);
         r.host("relay.test", &[ip("127.0.0.6")]);
         let hop = Destination::NextHop {
@@ -276,7 +332,7 @@ mod tests {
             port: 587,
         };
         assert_eq!(
-            hops(&hop, &r, 25).await.unwrap()[0].addrs,
+            hops(&hop, &r, 25, ME).await.unwrap()[0].addrs,
             ["127.0.0.6:587".parse().unwrap()]
         );
     }

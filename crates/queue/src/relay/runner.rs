@@ -386,7 +386,14 @@ impl Inner {
         if !self.has_jobs(dest) {
             return;
         }
-        let hops = match route::hops(dest, &*self.resolver, self.settings.port).await {
+        let hops = match route::hops(
+            dest,
+            &*self.resolver,
+            self.settings.port,
+            &self.settings.hostname,
+        )
+        .await
+        {
             Ok(h) => h,
             Err(f) => {
                 self.fail_waiting(dest, &f);
@@ -481,10 +488,7 @@ impl Inner {
                     other => other,
                 };
                 match opened {
-                    Ok(s)
-                        if s.greeting_name()
-                            .eq_ignore_ascii_case(&self.settings.hostname) =>
-                    {
+                    Ok(s) if s.is_named(&self.settings.hostname) => {
                         // RFC 5321 5.1: never deliver to ourselves through MX.
                         let f = Failure::permanent(
                             "5.4.6",
@@ -609,17 +613,27 @@ impl Inner {
                 notice.push(dsn_recipient(r, Action::Delayed));
             }
         }
+        let mut warn = warn;
+        let mut bounce_failed = false;
         let notice = match (&entry.sender, notice.is_empty()) {
             // RFC 5321 6.1 / RFC 3464: never a notice about a notice (null sender).
             (None, _) | (_, true) => None,
             (Some(sender), false) => match self.notice(entry, sender, notice, now).await {
                 Ok(n) => n,
                 Err(e) => {
-                    // Without a durable bounce the failures must not be recorded: keep the
-                    // lease, the entry is tried again when it lapses.
+                    // Without a durable bounce the failures must not be recorded: they stay
+                    // pending (and are bounced at a later attempt). What was delivered is
+                    // still recorded, or those recipients would get the message again.
                     tracing::error!(queue_id = entry.id, "building a bounce: {e}");
-                    self.lock().in_flight.remove(&entry.id);
-                    return;
+                    for r in results
+                        .iter_mut()
+                        .filter(|r| r.status == RecipientStatus::Failed)
+                    {
+                        r.status = RecipientStatus::Pending;
+                    }
+                    warn = false;
+                    bounce_failed = true;
+                    None
                 }
             },
         };
@@ -627,7 +641,13 @@ impl Inner {
         let update = QueueUpdate {
             id: entry.id,
             results,
-            next_attempt: now + self.backoff(attempts).min(expires - now).max(1),
+            // After a failed bounce, not capped at the expiry (which may have passed): the
+            // bounce is tried again at the usual pace, not every second.
+            next_attempt: if bounce_failed {
+                now + self.backoff(attempts)
+            } else {
+                now + self.backoff(attempts).min(expires - now).max(1)
+            },
             attempted_at: Some(now),
             warned: warn,
             notice,
@@ -681,7 +701,8 @@ impl Inner {
     }
 }
 
-fn dsn_recipient(r: &RecipientResult, action: Action) -> DsnRecipient {
+/// A recipient's part of a DSN, from its delivery result.
+pub(crate) fn dsn_recipient(r: &RecipientResult, action: Action) -> DsnRecipient {
     DsnRecipient {
         address: r.address.clone(),
         action,
