@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use super::{insert_mailbox, insert_message};
+use super::{MessageRow, insert_mailbox, insert_message};
 use crate::types::*;
 use crate::{Result, StoreError};
 
@@ -159,16 +159,15 @@ pub(super) fn listing(
         let mailbox = by_id(c, mailbox)?;
         let mut messages = Vec::with_capacity(mailbox.messages as usize);
         let mut stmt = c.prepare_cached(
-            "SELECT m.uid, m.blob_id, m.size, l.canonical_size FROM messages m
-             LEFT JOIN blob_lines l ON l.blob_id = m.blob_id
-             WHERE m.mailbox_id = ?1 ORDER BY m.uid",
+            "SELECT uid, blob_id, size, canonical_size FROM messages
+             WHERE mailbox_id = ?1 ORDER BY uid",
         )?;
         let mut rows = stmt.query([mailbox.id.0])?;
         while let Some(r) = rows.next()? {
             let blob = BlobId(r.get(1)?);
             let canonical = match r.get::<_, Option<i64>>(3)? {
                 Some(n) => n as u64,
-                // Only a blob written by an older binary after the migration lacks a row.
+                // Only where the migration found no blob_lines row (an older binary's).
                 None => canonical_size(&super::blob_data(c, log, blob.0)?),
             };
             messages.push(ListedMessage {
@@ -506,15 +505,19 @@ pub(super) fn copy(
         return Err(StoreError::Conflict("copy between accounts".into()));
     }
     let mut pairs = Vec::new();
+    let mut canonical =
+        c.prepare_cached("SELECT canonical_size FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
     for m in load(c, from, uids)? {
-        let new_uid = insert_message(
-            c,
-            to.0,
-            m.blob.0,
-            m.size as usize,
-            m.internal_date,
-            &m.flags,
-        )?;
+        let canonical_size: Option<i64> =
+            canonical.query_row(params![from.0, m.uid], |r| r.get(0))?;
+        let row = MessageRow {
+            blob: m.blob.0,
+            size: m.size as usize,
+            canonical_size: canonical_size.map(|n| n as u64),
+            internal_date: m.internal_date,
+            flags: &m.flags,
+        };
+        let new_uid = insert_message(c, to.0, &row)?;
         pairs.push((m.uid, new_uid));
     }
     if remove {

@@ -161,59 +161,59 @@ impl Embedded {
         })
     }
 
-    /// Hashes each item's body and writes the large ones to the blob log (on a blocking
-    /// thread, only if there is one); returns the bodies with the items, in order.
-    async fn prepare_bodies<T: Send + 'static>(
+    /// Stores `items` durably: hashes each one's body (`data`), writes the large ones to the
+    /// blob log, and runs the write job that `job` makes of the bodies' keys and the items,
+    /// while the logged records are made durable; returns once both are done.
+    ///
+    /// With large bodies all of it but the wait runs on one blocking thread, which queues the
+    /// job as soon as the records are written and syncs them while the batch commits (every
+    /// hand-off between threads costs tens of microseconds, a fair part of one delivery). The
+    /// job holds the records until its batch has committed, so they are never reclaimed
+    /// before their rows are visible.
+    async fn store_bodies<I, T, J, F>(
         &self,
-        items: Vec<T>,
-        data: fn(&T) -> &Vec<u8>,
-    ) -> Result<(Vec<Body>, Vec<T>)> {
+        items: Vec<I>,
+        data: fn(&I) -> &Vec<u8>,
+        job: J,
+    ) -> Result<T>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        J: FnOnce(Vec<BlobKey>, Vec<I>) -> F + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         if items.iter().all(|i| data(i).len() < LOG_MIN) {
             // Nothing to log: hash on the caller's thread, no hand-off.
-            let bodies = items
+            let keys = items
                 .iter()
-                .map(|i| prepare_body(&self.log, data(i)))
+                .map(|i| prepare_body(&self.log, data(i)).map(|b| b.key))
                 .collect::<Result<_>>()?;
-            return Ok((bodies, items));
+            return self.writer.write(job(keys, items)).await;
         }
         let log = self.log.clone();
-        tokio::task::spawn_blocking(move || {
+        let writer = self.writer.clone();
+        let (queued, synced, records) = tokio::task::spawn_blocking(move || -> Result<_> {
             let bodies = items
                 .iter()
                 .map(|i| prepare_body(&log, data(i)))
                 .collect::<Result<Vec<_>>>()?;
-            Ok((bodies, items))
+            let marks = durable_marks(&bodies);
+            let records: Vec<Location> = bodies.iter().filter_map(|b| b.key.at).collect();
+            let work = job(bodies.iter().map(|b| b.key.clone()).collect(), items);
+            let bodies = Arc::new(bodies);
+            let queued = writer.enqueue_holding(bodies.clone(), move |c: &Connection| {
+                put_durable_marks(c, &marks)?;
+                work(c)
+            });
+            let synced = bodies
+                .iter()
+                .filter_map(|b| b.logged.as_ref())
+                .try_for_each(blob_log::Pending::sync);
+            Ok((queued, synced, records))
         })
         .await
-        .map_err(|_| StoreError::Unavailable("blob log task failed"))?
-    }
-
-    /// Runs the write job `work`, which stores `bodies`, while the blob-log records among them
-    /// are made durable; returns once both are done. The job holds the records until its
-    /// batch has committed, so they are never reclaimed before their rows are visible.
-    async fn durably<T, F>(&self, bodies: Vec<Body>, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        if bodies.iter().all(|b| b.logged.is_none()) {
-            return self.writer.write(work).await;
-        }
-        let bodies = Arc::new(bodies);
-        let sync = tokio::task::spawn_blocking({
-            let bodies = bodies.clone();
-            move || {
-                bodies
-                    .iter()
-                    .filter_map(|b| b.logged.as_ref())
-                    .try_for_each(|p| p.sync())
-            }
-        });
-        let records: Vec<Location> = bodies.iter().filter_map(|b| b.key.at).collect();
-        let committed = self.writer.write_holding(bodies, work).await;
-        let synced = sync
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("blob log task failed")));
+        .map_err(|_| StoreError::Unavailable("blob log task failed"))??;
+        let committed = writer::answer(queued).await;
         if let Err(e) = synced {
             tracing::error!("blob log fdatasync failed: {e}");
             if committed.is_ok() {
@@ -234,37 +234,48 @@ impl Embedded {
         committed
     }
 
-    /// Hashes (and, if large, logs) the bodies of a delivery; returns what the write job needs.
-    async fn prepare_delivery(&self, d: Delivery) -> Result<(PreparedDelivery, Vec<Body>)> {
-        // A body without recipients is not stored: empty it rather than hash or log it.
-        let mut d = d;
-        let local = std::mem::take(&mut d.local_data);
-        let remote = std::mem::take(&mut d.remote_data);
-        let parts = vec![
-            if d.local.is_empty() {
-                Vec::new()
-            } else {
-                local
-            },
-            if d.remote.is_empty() {
-                Vec::new()
-            } else {
-                remote
-            },
-        ];
-        let (bodies, mut parts) = self.prepare_bodies(parts, |p| p).await?;
-        d.remote_data = parts.pop().unwrap_or_default();
-        d.local_data = parts.pop().unwrap_or_default();
-        let local_key = (!d.local.is_empty()).then(|| bodies[0].key.clone());
-        let remote_key = (!d.remote.is_empty()).then(|| bodies[1].key.clone());
-        Ok((
-            PreparedDelivery {
-                d,
-                local_key,
-                remote_key,
-            },
-            bodies,
-        ))
+    /// Stores a delivery (and with it the write job `also`, in the same transaction): its
+    /// bodies as [`Self::store_bodies`] does, then the INBOX copies and the queue entry.
+    /// Returns `also`'s result, the receipt and the INBOXes to notify (none without `d`).
+    async fn store_delivery<T, A>(
+        &self,
+        d: Option<Delivery>,
+        also: A,
+    ) -> Result<(T, Option<DeliveryReceipt>)>
+    where
+        T: Send + 'static,
+        A: FnOnce(&Connection) -> Result<(T, bool)> + Send + 'static,
+    {
+        let (d, parts) = match d {
+            Some(d) => {
+                let (d, parts) = split_delivery(d);
+                (Some(d), parts)
+            }
+            None => (None, Vec::new()),
+        };
+        let log = self.log.clone();
+        let (result, receipt) = self
+            .store_bodies(
+                parts,
+                |p| p,
+                move |keys, parts| {
+                    let prepared = d.map(|d| PreparedDelivery::new(d, keys, parts));
+                    move |c: &Connection| {
+                        let (result, deliver) = also(c)?;
+                        let receipt = match (&prepared, deliver) {
+                            (Some(p), true) => Some(insert_delivery(c, &log, p)?),
+                            _ => None,
+                        };
+                        Ok((result, receipt))
+                    }
+                },
+            )
+            .await?;
+        let receipt = receipt.map(|(receipt, inboxes)| {
+            self.notifier.bump(&inboxes);
+            receipt
+        });
+        Ok((result, receipt))
     }
 
     fn reader(&self) -> Result<Connection> {
@@ -582,10 +593,7 @@ fn put_blob(conn: &Connection, log: &BlobLog, key: &BlobKey, data: &[u8]) -> Res
             at.map(|l| l.offset as i64),
         ])?;
     if inserted == 1 {
-        let id = conn.last_insert_rowid();
-        conn.prepare_cached("INSERT INTO blob_lines (blob_id, canonical_size) VALUES (?1, ?2)")?
-            .execute(params![id, key.canonical_size as i64])?;
-        return Ok(id);
+        return Ok(conn.last_insert_rowid());
     }
     let (id, segment, end, durable): (i64, Option<u32>, Option<i64>, i64) = conn
         .prepare_cached(
@@ -647,6 +655,41 @@ struct PreparedDelivery {
     remote_key: Option<BlobKey>,
 }
 
+/// Takes a delivery's two bodies out, to be hashed and logged: [local, remote], each empty
+/// when nobody gets it (a body without recipients is not stored).
+fn split_delivery(mut d: Delivery) -> (Delivery, Vec<Vec<u8>>) {
+    let local = std::mem::take(&mut d.local_data);
+    let remote = std::mem::take(&mut d.remote_data);
+    let parts = vec![
+        if d.local.is_empty() {
+            Vec::new()
+        } else {
+            local
+        },
+        if d.remote.is_empty() {
+            Vec::new()
+        } else {
+            remote
+        },
+    ];
+    (d, parts)
+}
+
+impl PreparedDelivery {
+    /// Puts back the bodies [`split_delivery`] took, with their keys.
+    fn new(mut d: Delivery, keys: Vec<BlobKey>, mut parts: Vec<Vec<u8>>) -> PreparedDelivery {
+        let mut keys = keys.into_iter();
+        let (local_key, remote_key) = (keys.next(), keys.next());
+        d.remote_data = parts.pop().unwrap_or_default();
+        d.local_data = parts.pop().unwrap_or_default();
+        PreparedDelivery {
+            local_key: local_key.filter(|_| !d.local.is_empty()),
+            remote_key: remote_key.filter(|_| !d.remote.is_empty()),
+            d,
+        }
+    }
+}
+
 /// Stores a delivery inside a write job: local INBOX copies and/or one queue entry. Returns
 /// the receipt and the INBOXes to notify.
 fn insert_delivery(
@@ -662,14 +705,14 @@ fn insert_delivery(
         for account in &d.local {
             let inbox = inbox_of(c, account.0)?;
             inboxes.push(MailboxId(inbox));
-            local_uids.push(insert_message(
-                c,
-                inbox,
+            let row = MessageRow {
                 blob,
-                d.local_data.len(),
-                d.received,
-                &Flags::default(),
-            )?);
+                size: d.local_data.len(),
+                canonical_size: Some(key.canonical_size),
+                internal_date: d.received,
+                flags: &Flags::default(),
+            };
+            local_uids.push(insert_message(c, inbox, &row)?);
         }
     }
     let mut queue_id = None;
@@ -752,15 +795,18 @@ fn collect_blobs(conn: &Connection, candidates: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Appends one message to a mailbox: next UID, next MODSEQ.
-fn insert_message(
-    conn: &Connection,
-    mailbox: i64,
+/// What a new message row holds besides its place (mailbox, UID, MODSEQ).
+struct MessageRow<'a> {
     blob: i64,
     size: usize,
+    /// See [`crate::canonical_size`]; `None` if unknown (counted from the body when needed).
+    canonical_size: Option<u64>,
     internal_date: i64,
-    flags: &Flags,
-) -> Result<Uid> {
+    flags: &'a Flags,
+}
+
+/// Appends one message to a mailbox: next UID, next MODSEQ.
+fn insert_message(conn: &Connection, mailbox: i64, m: &MessageRow<'_>) -> Result<Uid> {
     let (uid, modseq): (u32, i64) = conn
         .prepare_cached(
             "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1
@@ -768,17 +814,19 @@ fn insert_message(
         )?
         .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
     conn.prepare_cached(
-        "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO messages (mailbox_id, uid, blob_id, size, canonical_size, internal_date,
+                               flags, keywords, modseq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         mailbox,
         uid,
-        blob,
-        size as i64,
-        internal_date,
-        flags.system,
-        flags.keywords.join(" "),
+        m.blob,
+        m.size as i64,
+        m.canonical_size.map(|n| n as i64),
+        m.internal_date,
+        m.flags.system,
+        m.flags.keywords.join(" "),
         modseq
     ])?;
     Ok(uid)
@@ -1238,37 +1286,31 @@ impl Backend for Embedded {
 
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Uid>> {
         self.activity.fetch_add(1, Ordering::Relaxed);
-        let (bodies, messages) = self.prepare_bodies(messages, |m| &m.data).await?;
-        let keyed: Vec<(BlobKey, NewMessage)> = bodies
-            .iter()
-            .zip(messages)
-            .map(|(b, m)| (b.key.clone(), m))
-            .collect();
-        let marks = durable_marks(&bodies);
         let log = self.log.clone();
-        let work = move |c: &Connection| {
-            let exists = c
-                .prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?
-                .exists([mailbox.0])?;
-            if !exists {
-                return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
+        let job = move |keys: Vec<BlobKey>, messages: Vec<NewMessage>| {
+            move |c: &Connection| {
+                let exists = c
+                    .prepare_cached("SELECT 1 FROM mailboxes WHERE id = ?1")?
+                    .exists([mailbox.0])?;
+                if !exists {
+                    return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
+                }
+                let mut uids = Vec::with_capacity(keys.len());
+                for (key, m) in keys.iter().zip(&messages) {
+                    let blob = put_blob(c, &log, key, &m.data)?;
+                    let row = MessageRow {
+                        blob,
+                        size: m.data.len(),
+                        canonical_size: Some(key.canonical_size),
+                        internal_date: m.internal_date,
+                        flags: &m.flags,
+                    };
+                    uids.push(insert_message(c, mailbox.0, &row)?);
+                }
+                Ok(uids)
             }
-            put_durable_marks(c, &marks)?;
-            let mut uids = Vec::with_capacity(keyed.len());
-            for (key, m) in &keyed {
-                let blob = put_blob(c, &log, key, &m.data)?;
-                uids.push(insert_message(
-                    c,
-                    mailbox.0,
-                    blob,
-                    m.data.len(),
-                    m.internal_date,
-                    &m.flags,
-                )?);
-            }
-            Ok(uids)
         };
-        let uids = self.durably(bodies, work).await?;
+        let uids = self.store_bodies(messages, |m| &m.data, job).await?;
         self.notifier.bump(&[mailbox]);
         Ok(uids)
     }
@@ -1283,32 +1325,39 @@ impl Backend for Embedded {
         let summaries = self
             .read(move |c| {
                 let limit = limit as i64;
+                // Only blobs at or above the watermark can lack a summary (schema version
+                // 11): a few index probes once the background task has caught up, however
+                // large the mailbox (SEARCH asks this every time).
+                let mark: i64 = c
+                    .prepare_cached("SELECT value FROM meta WHERE key = 'summarized_below'")?
+                    .query_row([], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0);
                 let ids = match mailbox {
                     Some(m) => c
                         .prepare_cached(
-                            // Driven by the to-do list (empty once the background task has
-                            // caught up), never by the mailbox's messages: SEARCH asks this
-                            // every time.
-                            "SELECT t.blob_id FROM summary_todo t WHERE EXISTS
-                               (SELECT 1 FROM messages m INDEXED BY messages_blob
-                                WHERE m.blob_id = t.blob_id AND m.mailbox_id = ?1)
-                             LIMIT ?2",
+                            "SELECT DISTINCT m.blob_id FROM messages m INDEXED BY messages_blob
+                             WHERE m.blob_id >= ?1 AND m.mailbox_id = ?2
+                               AND NOT EXISTS (SELECT 1 FROM summaries s WHERE s.blob_id = m.blob_id)
+                             LIMIT ?3",
                         )?
-                        .query_map(params![m.0, limit], |r| r.get(0))?
+                        .query_map(params![mark, m.0, limit], |r| r.get(0))?
                         .collect::<rusqlite::Result<Vec<i64>>>()?,
-                    // Newest first: recent mail is what people search for.
+                    // Oldest first, so the watermark moves on behind each batch.
                     None => c
                         .prepare_cached(
-                            "SELECT blob_id FROM summary_todo ORDER BY blob_id DESC LIMIT ?1",
+                            "SELECT b.id FROM blobs b WHERE b.id >= ?1
+                               AND NOT EXISTS (SELECT 1 FROM summaries s WHERE s.blob_id = b.id)
+                             ORDER BY b.id LIMIT ?2",
                         )?
-                        .query_map([limit], |r| r.get(0))?
+                        .query_map(params![mark, limit], |r| r.get(0))?
                         .collect::<rusqlite::Result<Vec<i64>>>()?,
                 };
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
                     match blob_data(c, &log, id) {
                         Ok(data) => out.push((id, summarize(&data))),
-                        // Deleted meanwhile: its to-do row went with it.
+                        // Deleted meanwhile: nothing to summarise.
                         Err(StoreError::NotFound(_)) => {}
                         // One unreadable body must not stall summarising for everyone: it
                         // gets an empty summary (found by no text search) and a warning.
@@ -1327,7 +1376,7 @@ impl Backend for Embedded {
         }
         self.writer
             .write(move |c| {
-                // A blob deleted meanwhile took its todo row with it; its summary is not kept.
+                // A blob deleted meanwhile gets no summary.
                 let mut put = c.prepare_cached(
                     "INSERT OR REPLACE INTO summaries (blob_id, keys, headers)
                      SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
@@ -1340,13 +1389,22 @@ impl Backend for Embedded {
                     "INSERT OR REPLACE INTO body_text (blob_id, data)
                      SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
                 )?;
-                let mut done = c.prepare_cached("DELETE FROM summary_todo WHERE blob_id = ?1")?;
                 for (blob, s) in &summaries {
                     put.execute(params![blob, s.keys, s.headers])?;
                     put_fetch.execute(params![blob, s.fetch])?;
                     put_body.execute(params![blob, s.body])?;
-                    done.execute([blob])?;
                 }
+                // The watermark moves up to the oldest blob still without a summary (or past
+                // the newest): usually just behind this batch.
+                c.prepare_cached(
+                    "UPDATE meta SET value = max(value, coalesce(
+                        (SELECT b.id FROM blobs b WHERE b.id >= meta.value
+                           AND NOT EXISTS (SELECT 1 FROM summaries s WHERE s.blob_id = b.id)
+                         ORDER BY b.id LIMIT 1),
+                        (SELECT coalesce(max(id), 0) + 1 FROM blobs)))
+                     WHERE key = 'summarized_below'",
+                )?
+                .execute([])?;
                 Ok(())
             })
             .await?;
@@ -1460,16 +1518,8 @@ impl Backend for Embedded {
 
     async fn deliver(&self, d: Delivery) -> Result<DeliveryReceipt> {
         self.activity.fetch_add(1, Ordering::Relaxed);
-        let (prepared, bodies) = self.prepare_delivery(d).await?;
-        let marks = durable_marks(&bodies);
-        let log = self.log.clone();
-        let work = move |c: &Connection| {
-            put_durable_marks(c, &marks)?;
-            insert_delivery(c, &log, &prepared)
-        };
-        let (receipt, inboxes) = self.durably(bodies, work).await?;
-        self.notifier.bump(&inboxes);
-        Ok(receipt)
+        let ((), receipt) = self.store_delivery(Some(d), |_| Ok(((), true))).await?;
+        receipt.ok_or(StoreError::Unavailable("delivery not stored"))
     }
 
     async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
@@ -1503,27 +1553,15 @@ impl Backend for Embedded {
     }
 
     async fn update_queue(&self, mut update: QueueUpdate) -> Result<QueueOutcome> {
-        let notice = match update.notice.take() {
-            Some(d) => Some(self.prepare_delivery(d).await?),
-            None => None,
-        };
-        let (notice, bodies) = match notice {
-            Some((p, b)) => (Some(p), b),
-            None => (None, Vec::new()),
-        };
-        let marks = durable_marks(&bodies);
-        let log = self.log.clone();
-        let work = move |c: &Connection| {
-            put_durable_marks(c, &marks)?;
-            let outcome = queue::update(c, &update)?;
-            let mut inboxes = Vec::new();
-            if let (Some(n), false) = (&notice, outcome == QueueOutcome::Gone) {
-                inboxes = insert_delivery(c, &log, n)?.1;
-            }
-            Ok((outcome, inboxes))
-        };
-        let (outcome, inboxes) = self.durably(bodies, work).await?;
-        self.notifier.bump(&inboxes);
+        let notice = update.notice.take();
+        let (outcome, _) = self
+            .store_delivery(notice, move |c| {
+                // The notice goes with the attempt that caused it, unless the entry is gone.
+                let outcome = queue::update(c, &update)?;
+                let gone = outcome == QueueOutcome::Gone;
+                Ok((outcome, !gone))
+            })
+            .await?;
         Ok(outcome)
     }
 

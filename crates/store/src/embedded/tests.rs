@@ -763,7 +763,12 @@ async fn migration_backfills_canonical_sizes() {
          DROP TRIGGER blob_logged_removed; DROP TABLE log_garbage; DROP TABLE log_durable;
          DROP INDEX blobs_segment; ALTER TABLE blobs DROP COLUMN segment;
          ALTER TABLE blobs DROP COLUMN offset;
-         DROP TRIGGER blob_lines_removed; DROP TABLE blob_lines;
+         ALTER TABLE messages DROP COLUMN canonical_size;
+         DELETE FROM meta WHERE key = 'summarized_below';
+         CREATE TABLE summary_todo (blob_id INTEGER PRIMARY KEY);
+         CREATE TRIGGER blob_added AFTER INSERT ON blobs BEGIN
+             INSERT INTO summary_todo (blob_id) VALUES (new.id);
+         END;
          ALTER TABLE queue DROP COLUMN leased; ALTER TABLE queue DROP COLUMN last_attempt;
          ALTER TABLE queue DROP COLUMN warned; ALTER TABLE queue_recipients DROP COLUMN status_code;
          ALTER TABLE queue_recipients DROP COLUMN remote_mta; PRAGMA user_version = 5;",
@@ -775,7 +780,7 @@ async fn migration_backfills_canonical_sizes() {
     assert_eq!(l.messages[0].canonical_size, 10);
     let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
     let n: i64 = c
-        .query_row("SELECT canonical_size FROM blob_lines", [], |r| r.get(0))
+        .query_row("SELECT canonical_size FROM messages", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 10);
 }
@@ -1161,4 +1166,135 @@ async fn queue_ids_are_never_reused() {
         .queue_id
         .unwrap();
     assert!(two > one, "{two} > {one}");
+}
+
+#[tokio::test]
+async fn blobs_without_summaries_are_found_behind_the_watermark() {
+    let (dir, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let other = mailbox(&s, a, "Archive").await;
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let mark = || -> i64 {
+        c.query_row(
+            "SELECT value FROM meta WHERE key = 'summarized_below'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let summarized = || -> Vec<i64> {
+        c.prepare("SELECT blob_id FROM summaries ORDER BY blob_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    // Blobs 1 and 2 in INBOX, 3 in Archive.
+    s.append(inbox.id, vec![msg("one"), msg("two")])
+        .await
+        .unwrap();
+    s.append(other.id, vec![msg("three")]).await.unwrap();
+    // A mailbox's own (SEARCH) first: the others stay pending and hold the watermark back.
+    assert_eq!(
+        s.summarize_pending(Some(other.id), 10, plain_summary)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.summarize_pending(Some(other.id), 10, plain_summary)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!((summarized(), mark()), (vec![3], 1));
+    // The background order is oldest first; the watermark follows.
+    assert_eq!(
+        s.summarize_pending(None, 1, plain_summary).await.unwrap(),
+        1
+    );
+    assert_eq!((summarized(), mark()), (vec![1, 3], 2));
+    assert_eq!(
+        s.summarize_pending(None, 10, plain_summary).await.unwrap(),
+        1
+    );
+    assert_eq!((summarized(), mark()), (vec![1, 2, 3], 4));
+    assert_eq!(
+        s.summarize_pending(None, 10, plain_summary).await.unwrap(),
+        0
+    );
+    // The newest blob deleted, then a new one: its id is above the watermark all the same.
+    s.expunge_uids(other.id, vec![1]).await.unwrap();
+    s.append(inbox.id, vec![msg("four")]).await.unwrap();
+    assert_eq!(
+        s.summarize_pending(Some(inbox.id), 10, plain_summary)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!((summarized(), mark()), (vec![1, 2, 4], 5));
+}
+
+#[tokio::test]
+async fn blobs_the_todo_list_held_are_summarised_again_after_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open_embedded(dir.path()).unwrap();
+        s.add_domain("naver.test").await.unwrap();
+        let a = s.add_account("a@naver.test", "h").await.unwrap();
+        let inbox = mailbox(&s, a, "INBOX").await;
+        s.append(inbox.id, vec![msg("one"), msg("two")])
+            .await
+            .unwrap();
+        while s.summarize_pending(None, 10, plain_summary).await.unwrap() > 0 {}
+    }
+    // Version 10, whose to-do list asks for blob 2 again (as the v4 and v5 migrations did).
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    c.execute_batch(
+        "DELETE FROM meta WHERE key = 'summarized_below';
+         CREATE TABLE summary_todo (blob_id INTEGER PRIMARY KEY);
+         CREATE TRIGGER blob_added AFTER INSERT ON blobs BEGIN
+             INSERT INTO summary_todo (blob_id) VALUES (new.id);
+         END;
+         INSERT INTO summary_todo (blob_id) VALUES (2);
+         PRAGMA user_version = 10;",
+    )
+    .unwrap();
+    drop(c);
+    let s = Store::open_embedded(dir.path()).unwrap();
+    assert_eq!(
+        s.summarize_pending(None, 10, plain_summary).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        s.summarize_pending(None, 10, plain_summary).await.unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn copies_keep_the_canonical_size_in_their_row() {
+    let (dir, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let other = mailbox(&s, a, "Archive").await;
+    s.append(inbox.id, vec![msg("bare\nlf\n")]).await.unwrap();
+    s.copy_messages(inbox.id, vec![1], other.id, false)
+        .await
+        .unwrap();
+    let l = s.message_listing(other.id).await.unwrap();
+    assert_eq!(l.messages[0].canonical_size, 10);
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let sizes: Vec<Option<i64>> = c
+        .prepare("SELECT canonical_size FROM messages ORDER BY mailbox_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(sizes, [Some(10), Some(10)]);
 }
