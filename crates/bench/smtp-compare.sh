@@ -39,11 +39,16 @@ postern_start() {
 
 postern_stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 
+# The previous run's files (hundreds of MB at 100 KiB) are still being written back by the
+# kernel; flushed first, so that neither server's fsyncs queue behind the other's data.
+settle() { sync; sleep 2; }
+
 for S in $SIZES; do
   for C in $CONC; do
     # Postfix: Maildir delivery by virtual(8); end-to-end = files in the Maildirs.
     bash "$peers/ctl.sh" stop >/dev/null 2>&1 || true
     bash "$peers/ctl.sh" reset >/dev/null
+    settle
     bash "$peers/ctl.sh" start </dev/null >/dev/null 2>&1
     eval "$(bash "$peers/ctl.sh" pids)"
     "$B" smtp --addr 127.0.0.1:2525 -n "$N" -s "$S" -c "$C" --label postfix --json \
@@ -51,6 +56,7 @@ for S in $SIZES; do
     bash "$peers/ctl.sh" stop >/dev/null
     # Postern: "250" means stored and fsync'd, so end-to-end = acceptance; checked below.
     postern_start
+    settle
     "$B" smtp --addr "127.0.0.1:$PORT" -n "$N" -s "$S" -c "$C" --label postern --json \
       --wait-cmd "$P --data-dir $work/data stats | awk '/^messages/ {print \$2}'" --server-pid "$pid" | tail -1 >>"$out"
     postern_stop

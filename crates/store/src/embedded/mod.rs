@@ -235,8 +235,9 @@ impl Embedded {
     }
 
     /// Stores a delivery (and with it the write job `also`, in the same transaction): its
-    /// bodies as [`Self::store_bodies`] does, then the INBOX copies and the queue entry.
-    /// Returns `also`'s result, the receipt and the INBOXes to notify (none without `d`).
+    /// bodies as [`Self::store_bodies`] does, then the INBOX copies and the queue entry, unless
+    /// `also` says not to. Returns `also`'s result and the receipt (none without a delivery);
+    /// wakes the sessions watching the INBOXes.
     async fn store_delivery<T, A>(
         &self,
         d: Option<Delivery>,
