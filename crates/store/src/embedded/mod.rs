@@ -1323,7 +1323,7 @@ impl Backend for Embedded {
         summarize: for<'a> fn(&'a [u8]) -> SummaryData,
     ) -> Result<usize> {
         let log = self.log.clone();
-        let summaries = self
+        let (summaries, behind) = self
             .read(move |c| {
                 let limit = limit as i64;
                 // Only blobs at or above the watermark can lack a summary (schema version
@@ -1335,6 +1335,9 @@ impl Backend for Embedded {
                     .optional()?
                     .unwrap_or(0);
                 let ids = match mailbox {
+                    // Every mailbox's messages at or above the mark are walked (the index has
+                    // only the blob id): cheap while the background task keeps the mark close
+                    // to the newest blob, about what the to-do list cost during a burst.
                     Some(m) => c
                         .prepare_cached(
                             "SELECT DISTINCT m.blob_id FROM messages m INDEXED BY messages_blob
@@ -1368,11 +1371,18 @@ impl Backend for Embedded {
                         }
                     }
                 }
-                Ok(out)
+                // Nothing left, yet the mark is not past the newest blob (the blobs above it
+                // were summarised for a SEARCH, or the oldest pending one was deleted): the
+                // mark must move all the same, or every poll would walk those blobs again.
+                let newest: i64 = c
+                    .prepare_cached("SELECT coalesce(max(id), 0) FROM blobs")?
+                    .query_row([], |r| r.get(0))?;
+                let behind = mailbox.is_none() && out.is_empty() && mark <= newest;
+                Ok((out, behind))
             })
             .await?;
         let n = summaries.len();
-        if n == 0 {
+        if n == 0 && !behind {
             return Ok(0);
         }
         self.writer
@@ -1396,7 +1406,8 @@ impl Backend for Embedded {
                     put_body.execute(params![blob, s.body])?;
                 }
                 // The watermark moves up to the oldest blob still without a summary (or past
-                // the newest): usually just behind this batch.
+                // the newest): usually just behind this batch. Computed here, in the write
+                // transaction, so that a blob stored since the read is not skipped.
                 c.prepare_cached(
                     "UPDATE meta SET value = max(value, coalesce(
                         (SELECT b.id FROM blobs b WHERE b.id >= meta.value

@@ -212,8 +212,11 @@ DROP TABLE blob_lines;
 -- The indexer's to-do list gives way to a watermark, for the same reason (its row was one
 -- more page per delivery): every blob below meta 'summarized_below' has a summary, and the
 -- blobs to summarise are those at or above it without one (blob ids only grow, see version
--- 8). Blobs the list held for summarising again lose their summary, so the rule finds them.
-INSERT OR REPLACE INTO meta (key, value) VALUES ('summarized_below', 0);
+-- 8). Blobs the list held for summarising again lose their summary, so the rule finds them;
+-- every other blob has one, so the mark starts at the oldest listed blob that still exists.
+INSERT OR REPLACE INTO meta (key, value) VALUES ('summarized_below', coalesce(
+    (SELECT min(t.blob_id) FROM summary_todo t WHERE EXISTS (SELECT 1 FROM blobs b WHERE b.id = t.blob_id)),
+    (SELECT coalesce(max(id), 0) + 1 FROM blobs)));
 DELETE FROM summaries WHERE blob_id IN (SELECT blob_id FROM summary_todo);
 DROP TRIGGER blob_added;
 DROP TRIGGER blob_removed;

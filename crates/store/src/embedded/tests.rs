@@ -1236,6 +1236,23 @@ async fn blobs_without_summaries_are_found_behind_the_watermark() {
         1
     );
     assert_eq!((summarized(), mark()), (vec![1, 2, 4], 5));
+    // The oldest pending blob (5) deleted after a SEARCH summarised the one above it (6):
+    // nothing is left to do, and an idle pass still moves the mark past the newest blob.
+    s.append(other.id, vec![msg("five")]).await.unwrap();
+    s.append(inbox.id, vec![msg("six")]).await.unwrap();
+    assert_eq!(
+        s.summarize_pending(Some(inbox.id), 10, plain_summary)
+            .await
+            .unwrap(),
+        1
+    );
+    s.expunge_uids(other.id, vec![2]).await.unwrap();
+    assert_eq!(mark(), 5);
+    assert_eq!(
+        s.summarize_pending(None, 10, plain_summary).await.unwrap(),
+        0
+    );
+    assert_eq!((summarized(), mark()), (vec![1, 2, 4, 6], 7));
 }
 
 #[tokio::test]
@@ -1265,6 +1282,18 @@ async fn blobs_the_todo_list_held_are_summarised_again_after_the_migration() {
     .unwrap();
     drop(c);
     let s = Store::open_embedded(dir.path()).unwrap();
+    let mark = || -> i64 {
+        Connection::open(dir.path().join(DB_FILE))
+            .unwrap()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'summarized_below'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    // The listed blob is the oldest without a summary.
+    assert_eq!(mark(), 2);
     assert_eq!(
         s.summarize_pending(None, 10, plain_summary).await.unwrap(),
         1
@@ -1273,6 +1302,7 @@ async fn blobs_the_todo_list_held_are_summarised_again_after_the_migration() {
         s.summarize_pending(None, 10, plain_summary).await.unwrap(),
         0
     );
+    assert_eq!(mark(), 3);
 }
 
 #[tokio::test]
@@ -1297,4 +1327,40 @@ async fn copies_keep_the_canonical_size_in_their_row() {
         .collect::<rusqlite::Result<_>>()
         .unwrap();
     assert_eq!(sizes, [Some(10), Some(10)]);
+}
+
+#[tokio::test]
+async fn a_store_migrated_with_nothing_to_summarise_starts_past_its_newest_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open_embedded(dir.path()).unwrap();
+        s.add_domain("naver.test").await.unwrap();
+        let a = s.add_account("a@naver.test", "h").await.unwrap();
+        let inbox = mailbox(&s, a, "INBOX").await;
+        s.append(inbox.id, vec![msg("one"), msg("two")])
+            .await
+            .unwrap();
+        while s.summarize_pending(None, 10, plain_summary).await.unwrap() > 0 {}
+    }
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    c.execute_batch(
+        "DELETE FROM meta WHERE key = 'summarized_below';
+         CREATE TABLE summary_todo (blob_id INTEGER PRIMARY KEY);
+         CREATE TRIGGER blob_added AFTER INSERT ON blobs BEGIN
+             INSERT INTO summary_todo (blob_id) VALUES (new.id);
+         END;
+         PRAGMA user_version = 10;",
+    )
+    .unwrap();
+    drop(c);
+    let _s = Store::open_embedded(dir.path()).unwrap();
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let mark: i64 = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'summarized_below'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(mark, 3);
 }
