@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(line) = item {
                 assert!(line.len() <= MAX_LINE);
                 assert!(!line.contains(&b'\n'));
-                let _ = parse_command(&line);
+                let _ = parse_command(line);
             }
         }
         // Bounded: at most one line plus a trailing CR once drained.

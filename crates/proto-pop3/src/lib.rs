@@ -7,7 +7,8 @@
 //! (SYS and AUTH response codes) and RFC 5034 (AUTH with an initial response).
 //!
 //! # Layout
-//! - [`line`](mod@line): [`LineBuffer`], bounded CRLF / LF line framing.
+//! - [`LineBuffer`] and [`LineError`]: bounded CRLF / LF line framing, re-exported from
+//!   `proto-line` (shared with `proto-smtp`).
 //! - [`command`]: [`Command`], [`parse_command`] and [`ParseError`].
 //! - [`response`]: status lines ([`ok`], [`err`], [`Code`]), multi-line responses and
 //!   [`MessageWriter`] / [`message_size`] for RETR and TOP.
@@ -15,11 +16,10 @@
 #![deny(missing_docs)]
 
 pub mod command;
-pub mod line;
 pub mod response;
 
 pub use command::{Command, ParseError, parse_command};
-pub use line::{LineBuffer, LineError};
+pub use proto_line::{LineBuffer, LineError};
 pub use response::{Code, MessageWriter, err, message_size, ok};
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! ([`Capabilities`]).
 
 use crate::command::ParseError;
-use crate::line::{LineBuffer, LineError};
+use proto_line::LineBuffer;
 
 /// Upper bound on the number of lines in one reply, so a hostile server cannot grow memory forever.
 const MAX_REPLY_LINES: usize = 1000;
@@ -66,9 +66,10 @@ impl ReplyParser {
         loop {
             let line = match self.lines.next_line()? {
                 Ok(line) => line,
-                Err(LineError::TooLong) => return Some(self.fail("line too long")),
+                // LineError::TooLong, the only error.
+                Err(_) => return Some(self.fail("line too long")),
             };
-            let (code, last, text) = match parse_line(&line) {
+            let (code, last, text) = match parse_line(line) {
                 Ok(parts) => parts,
                 Err(e) => return Some(self.fail(e)),
             };

@@ -10,7 +10,9 @@
 //! - [`address`]: mailboxes ([`Address`]) and paths ([`ReversePath`], [`ForwardPath`]).
 //! - [`command`]: [`Command`], [`parse_command`], ESMTP parameters and [`ParseError`].
 //! - [`reply`]: [`Reply`] formatting and named constructors for common replies.
-//! - [`line`](mod@line): [`LineBuffer`], bounded CRLF / LF line framing for the command phase.
+//! - [`LineBuffer`] and [`LineError`]: bounded CRLF / LF line framing for the command phase,
+//!   re-exported from `proto-line` (shared with `proto-pop3`); [`Reply::line_too_long`] answers
+//!   [`LineError::TooLong`].
 //! - [`data`]: [`DataReceiver`] for the DATA phase and [`data::dot_stuff`] for the client side.
 //! - [`client`]: [`ReplyParser`], incremental parsing of server replies, and [`Capabilities`]
 //!   from an EHLO reply.
@@ -21,12 +23,11 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod data;
-pub mod line;
 pub mod reply;
 
 pub use address::{Address, ForwardPath, ReversePath};
 pub use client::{Capabilities, ParsedReply, ReplyParser};
 pub use command::{Body, Command, MailParams, ParseError, RcptParams, parse_command};
 pub use data::{DataOutcome, DataReceiver};
-pub use line::{LineBuffer, LineError};
+pub use proto_line::{LineBuffer, LineError};
 pub use reply::Reply;

@@ -117,14 +117,14 @@ impl Session {
     async fn challenge(&mut self, text: &str) -> Result<Option<String>, End> {
         self.reply(Reply::multiline(334, vec![sasl::encode_challenge(text)]));
         let timeout = self.srv.settings.command_timeout;
-        let line = match self.next_line(timeout, true).await? {
+        let read = |line: &[u8]| String::from_utf8_lossy(line).trim().to_string();
+        let line = match self.next_line(timeout, true, read).await? {
             Ok(l) => l,
             Err(reply) => {
                 self.error_reply(reply)?;
                 return Ok(None);
             }
         };
-        let line = String::from_utf8_lossy(&line).trim().to_string();
         if line == "*" {
             // RFC 4954 4: the client cancelled.
             self.error_reply(Reply::new(501, "5.0.0", "Authentication cancelled"))?;

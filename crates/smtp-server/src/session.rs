@@ -114,14 +114,14 @@ impl Session {
     async fn command_loop(&mut self) -> Result<(), End> {
         loop {
             let timeout = self.srv.settings.command_timeout;
-            let line = match self.next_line(timeout, true).await? {
-                Ok(line) => line,
+            let parsed = match self.next_line(timeout, true, parse_command).await? {
+                Ok(parsed) => parsed,
                 Err(reply) => {
                     self.error_reply(reply)?;
                     continue;
                 }
             };
-            match parse_command(&line) {
+            match parsed {
                 Ok(cmd) => self.dispatch(cmd).await?,
                 Err(e) => self.error_reply(e.reply())?,
             }
@@ -253,16 +253,19 @@ impl Session {
         &self.read_buf[..n]
     }
 
-    /// The next command line; `Ok(Err(reply))` for a line that was too long.
-    pub(crate) async fn next_line(
+    /// The next command line, passed to `read` (it borrows the line buffer);
+    /// `Ok(Err(reply))` for a line that was too long.
+    pub(crate) async fn next_line<T>(
         &mut self,
         timeout: Duration,
         watch_shutdown: bool,
-    ) -> Result<Result<Vec<u8>, Reply>, End> {
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Result<T, Reply>, End> {
         loop {
             match self.input.next_line() {
-                Some(Ok(line)) => return Ok(Ok(line)),
-                Some(Err(e)) => return Ok(Err(e.reply())),
+                Some(Ok(line)) => return Ok(Ok(read(line))),
+                // LineError::TooLong, the only error.
+                Some(Err(_)) => return Ok(Err(Reply::line_too_long())),
                 None => {
                     let n = self.read_some(timeout, watch_shutdown).await?;
                     let Session {
