@@ -1255,8 +1255,9 @@ async fn blobs_without_summaries_are_found_behind_the_watermark() {
     assert_eq!((summarized(), mark()), (vec![1, 2, 4, 6], 7));
 }
 
-#[tokio::test]
-async fn blobs_the_todo_list_held_are_summarised_again_after_the_migration() {
+/// A store with two summarised messages (blobs 1 and 2), taken back to schema version 10:
+/// a to-do list holding `todo`, no watermark.
+async fn summarised_store_at_v10(todo: &[i64]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = Store::open_embedded(dir.path()).unwrap();
@@ -1268,7 +1269,6 @@ async fn blobs_the_todo_list_held_are_summarised_again_after_the_migration() {
             .unwrap();
         while s.summarize_pending(None, 10, plain_summary).await.unwrap() > 0 {}
     }
-    // Version 10, whose to-do list asks for blob 2 again (as the v4 and v5 migrations did).
     let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
     c.execute_batch(
         "DELETE FROM meta WHERE key = 'summarized_below';
@@ -1276,24 +1276,34 @@ async fn blobs_the_todo_list_held_are_summarised_again_after_the_migration() {
          CREATE TRIGGER blob_added AFTER INSERT ON blobs BEGIN
              INSERT INTO summary_todo (blob_id) VALUES (new.id);
          END;
-         INSERT INTO summary_todo (blob_id) VALUES (2);
          PRAGMA user_version = 10;",
     )
     .unwrap();
-    drop(c);
+    for id in todo {
+        c.execute("INSERT INTO summary_todo (blob_id) VALUES (?1)", [id])
+            .unwrap();
+    }
+    dir
+}
+
+fn summary_mark(dir: &Path) -> i64 {
+    Connection::open(dir.join(DB_FILE))
+        .unwrap()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'summarized_below'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn blobs_the_todo_list_held_are_summarised_again_after_the_migration() {
+    // The to-do list asks for blob 2 again (as the v4 and v5 migrations did).
+    let dir = summarised_store_at_v10(&[2]).await;
     let s = Store::open_embedded(dir.path()).unwrap();
-    let mark = || -> i64 {
-        Connection::open(dir.path().join(DB_FILE))
-            .unwrap()
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'summarized_below'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
-    };
     // The listed blob is the oldest without a summary.
-    assert_eq!(mark(), 2);
+    assert_eq!(summary_mark(dir.path()), 2);
     assert_eq!(
         s.summarize_pending(None, 10, plain_summary).await.unwrap(),
         1
@@ -1302,7 +1312,14 @@ async fn blobs_the_todo_list_held_are_summarised_again_after_the_migration() {
         s.summarize_pending(None, 10, plain_summary).await.unwrap(),
         0
     );
-    assert_eq!(mark(), 3);
+    assert_eq!(summary_mark(dir.path()), 3);
+}
+
+#[tokio::test]
+async fn a_store_migrated_with_nothing_to_summarise_starts_past_its_newest_blob() {
+    let dir = summarised_store_at_v10(&[]).await;
+    let _s = Store::open_embedded(dir.path()).unwrap();
+    assert_eq!(summary_mark(dir.path()), 3);
 }
 
 #[tokio::test]
@@ -1327,40 +1344,4 @@ async fn copies_keep_the_canonical_size_in_their_row() {
         .collect::<rusqlite::Result<_>>()
         .unwrap();
     assert_eq!(sizes, [Some(10), Some(10)]);
-}
-
-#[tokio::test]
-async fn a_store_migrated_with_nothing_to_summarise_starts_past_its_newest_blob() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let s = Store::open_embedded(dir.path()).unwrap();
-        s.add_domain("naver.test").await.unwrap();
-        let a = s.add_account("a@naver.test", "h").await.unwrap();
-        let inbox = mailbox(&s, a, "INBOX").await;
-        s.append(inbox.id, vec![msg("one"), msg("two")])
-            .await
-            .unwrap();
-        while s.summarize_pending(None, 10, plain_summary).await.unwrap() > 0 {}
-    }
-    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    c.execute_batch(
-        "DELETE FROM meta WHERE key = 'summarized_below';
-         CREATE TABLE summary_todo (blob_id INTEGER PRIMARY KEY);
-         CREATE TRIGGER blob_added AFTER INSERT ON blobs BEGIN
-             INSERT INTO summary_todo (blob_id) VALUES (new.id);
-         END;
-         PRAGMA user_version = 10;",
-    )
-    .unwrap();
-    drop(c);
-    let _s = Store::open_embedded(dir.path()).unwrap();
-    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let mark: i64 = c
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'summarized_below'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(mark, 3);
 }
