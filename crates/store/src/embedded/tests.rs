@@ -242,6 +242,16 @@ async fn mailbox(s: &Store, a: AccountId, name: &str) -> Mailbox {
     s.mailbox_by_name(a, name).await.unwrap().unwrap()
 }
 
+/// A store with one account, a@naver.test; its INBOX and Archive.
+async fn inbox_and_archive() -> (tempfile::TempDir, Store, Mailbox, Mailbox) {
+    let (dir, s) = store();
+    s.add_domain("naver.test").await.unwrap();
+    let a = s.add_account("a@naver.test", "h").await.unwrap();
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let archive = mailbox(&s, a, "Archive").await;
+    (dir, s, inbox, archive)
+}
+
 fn msg(body: &str) -> NewMessage {
     NewMessage {
         data: body.as_bytes().to_vec(),
@@ -479,11 +489,7 @@ fn plain_summary(raw: &[u8]) -> SummaryData {
 
 #[tokio::test]
 async fn scans_read_summaries_and_body_texts_of_one_mailbox() {
-    let (dir, s) = store();
-    s.add_domain("naver.test").await.unwrap();
-    let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let inbox = mailbox(&s, a, "INBOX").await;
-    let other = mailbox(&s, a, "Archive").await;
+    let (dir, s, inbox, other) = inbox_and_archive().await;
     let bodies = [
         "Meet at the Noodle bar",
         "내일 회의는 취소",
@@ -1170,20 +1176,9 @@ async fn queue_ids_are_never_reused() {
 
 #[tokio::test]
 async fn blobs_without_summaries_are_found_behind_the_watermark() {
-    let (dir, s) = store();
-    s.add_domain("naver.test").await.unwrap();
-    let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let inbox = mailbox(&s, a, "INBOX").await;
-    let other = mailbox(&s, a, "Archive").await;
+    let (dir, s, inbox, other) = inbox_and_archive().await;
     let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let mark = || -> i64 {
-        c.query_row(
-            "SELECT value FROM meta WHERE key = 'summarized_below'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
-    };
+    let mark = || summary_mark(dir.path());
     let summarized = || -> Vec<i64> {
         c.prepare("SELECT blob_id FROM summaries ORDER BY blob_id")
             .unwrap()
@@ -1258,17 +1253,12 @@ async fn blobs_without_summaries_are_found_behind_the_watermark() {
 /// A store with two summarised messages (blobs 1 and 2), taken back to schema version 10:
 /// a to-do list holding `todo`, no watermark.
 async fn summarised_store_at_v10(todo: &[i64]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let s = Store::open_embedded(dir.path()).unwrap();
-        s.add_domain("naver.test").await.unwrap();
-        let a = s.add_account("a@naver.test", "h").await.unwrap();
-        let inbox = mailbox(&s, a, "INBOX").await;
-        s.append(inbox.id, vec![msg("one"), msg("two")])
-            .await
-            .unwrap();
-        while s.summarize_pending(None, 10, plain_summary).await.unwrap() > 0 {}
-    }
+    let (dir, s, inbox, _) = inbox_and_archive().await;
+    s.append(inbox.id, vec![msg("one"), msg("two")])
+        .await
+        .unwrap();
+    while s.summarize_pending(None, 10, plain_summary).await.unwrap() > 0 {}
+    drop(s);
     let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
     c.execute_batch(
         "DELETE FROM meta WHERE key = 'summarized_below';
@@ -1324,11 +1314,7 @@ async fn a_store_migrated_with_nothing_to_summarise_starts_past_its_newest_blob(
 
 #[tokio::test]
 async fn copies_keep_the_canonical_size_in_their_row() {
-    let (dir, s) = store();
-    s.add_domain("naver.test").await.unwrap();
-    let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let inbox = mailbox(&s, a, "INBOX").await;
-    let other = mailbox(&s, a, "Archive").await;
+    let (dir, s, inbox, other) = inbox_and_archive().await;
     s.append(inbox.id, vec![msg("bare\nlf\n")]).await.unwrap();
     s.copy_messages(inbox.id, vec![1], other.id, false)
         .await
