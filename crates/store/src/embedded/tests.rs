@@ -242,12 +242,18 @@ async fn mailbox(s: &Store, a: AccountId, name: &str) -> Mailbox {
     s.mailbox_by_name(a, name).await.unwrap().unwrap()
 }
 
-/// A store with one account, a@naver.test; its INBOX and Archive.
-async fn inbox_and_archive() -> (tempfile::TempDir, Store, Mailbox, Mailbox) {
+/// A store with one account, a@naver.test, and its INBOX.
+async fn one_account() -> (tempfile::TempDir, Store, AccountId, Mailbox) {
     let (dir, s) = store();
     s.add_domain("naver.test").await.unwrap();
     let a = s.add_account("a@naver.test", "h").await.unwrap();
     let inbox = mailbox(&s, a, "INBOX").await;
+    (dir, s, a, inbox)
+}
+
+/// [`one_account`] with its Archive too.
+async fn inbox_and_archive() -> (tempfile::TempDir, Store, Mailbox, Mailbox) {
+    let (dir, s, a, inbox) = one_account().await;
     let archive = mailbox(&s, a, "Archive").await;
     (dir, s, inbox, archive)
 }
@@ -262,10 +268,7 @@ fn msg(body: &str) -> NewMessage {
 
 #[tokio::test]
 async fn flags_modseq_expunge_and_changes() {
-    let (_d, s) = store();
-    s.add_domain("naver.test").await.unwrap();
-    let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let inbox = mailbox(&s, a, "INBOX").await;
+    let (_d, s, a, inbox) = one_account().await;
     let mut watch = s.watch(inbox.id);
     s.append(inbox.id, vec![msg("1"), msg("2"), msg("3")])
         .await
@@ -341,10 +344,7 @@ async fn flags_modseq_expunge_and_changes() {
 
 #[tokio::test]
 async fn snapshot_has_uids_first_unseen_and_keywords() {
-    let (_d, s) = store();
-    s.add_domain("naver.test").await.unwrap();
-    let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let inbox = mailbox(&s, a, "INBOX").await;
+    let (_d, s, _, inbox) = one_account().await;
     s.append(inbox.id, vec![msg("1"), msg("2"), msg("3"), msg("4")])
         .await
         .unwrap();
@@ -383,10 +383,7 @@ async fn snapshot_has_uids_first_unseen_and_keywords() {
 
 #[tokio::test]
 async fn copy_move_rename_delete_subscribe() {
-    let (_d, s) = store();
-    s.add_domain("naver.test").await.unwrap();
-    let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let inbox = mailbox(&s, a, "INBOX").await;
+    let (_d, s, a, inbox) = one_account().await;
     let archive = mailbox(&s, a, "Archive").await;
     s.append(inbox.id, vec![msg("1"), msg("2"), msg("3")])
         .await
@@ -692,10 +689,7 @@ fn canonical_size_counts_crlf_line_ends() {
 
 #[tokio::test]
 async fn listing_has_canonical_sizes_and_expunge_uids_ignores_flags() {
-    let (_d, s) = store();
-    s.add_domain("naver.test").await.unwrap();
-    let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let inbox = mailbox(&s, a, "INBOX").await;
+    let (_d, s, a, inbox) = one_account().await;
     let mut watch = s.watch(inbox.id);
     s.append(
         inbox.id,
@@ -793,10 +787,7 @@ async fn migration_backfills_canonical_sizes() {
 
 #[tokio::test]
 async fn blob_ids_are_never_reused() {
-    let (dir, s) = store();
-    s.add_domain("naver.test").await.unwrap();
-    let a = s.add_account("a@naver.test", "h").await.unwrap();
-    let inbox = mailbox(&s, a, "INBOX").await;
+    let (dir, s, _, inbox) = one_account().await;
     s.append(inbox.id, vec![msg("one"), msg("two")])
         .await
         .unwrap();
