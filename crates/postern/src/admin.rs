@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use mailbox_formats::{MboxReader, read_maildir, write_mbox_message};
 use proto_smtp::Address;
+use queue::Clock;
 use store::{Flags, Mailbox, NewMessage, Store, StoreError, normalize_address};
 
 /// Messages (or bytes) per import transaction: big enough to amortise the fsync, small enough
@@ -279,9 +280,7 @@ pub async fn import(
     let (a, account, mut boxes) = account_mailboxes(store, address).await?;
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
+    let now = queue::SystemClock.now();
     let mut skipped = 0usize;
     let mut report = Vec::new();
     if meta.is_dir() {

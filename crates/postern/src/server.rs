@@ -105,7 +105,7 @@ impl Listeners {
 /// What tests may replace.
 #[derive(Default)]
 pub struct Options {
-    /// The queue runner's clock (default: the system clock).
+    /// The clock mail is stamped with and the queue runner reads (default: the system clock).
     pub clock: Option<Arc<dyn Clock>>,
 }
 
@@ -160,7 +160,11 @@ pub async fn start_with(config: &Config, options: Options) -> anyhow::Result<Run
         Duration::from_secs(config.auth.lockout),
     );
     let auth = Authenticator::new(store.clone(), limiter);
-    let deliverer = Deliverer::new(store.clone(), config.limits.mailbox_quota);
+    let deliverer = Deliverer::with_clock(
+        store.clone(),
+        config.limits.mailbox_quota,
+        options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+    );
     let (trigger, shutdown) = ShutdownTrigger::new();
     let tracker = TaskTracker::new();
     // Message summaries for SEARCH and SORT, made in the background as mail arrives.
@@ -170,13 +174,7 @@ pub async fn start_with(config: &Config, options: Options) -> anyhow::Result<Run
         async move { stop.wait().await },
     ));
     // Outbound delivery of queued mail.
-    let runner = QueueRunner::new(
-        store.clone(),
-        deliverer.clone(),
-        relay,
-        Arc::new(resolver),
-        options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-    );
+    let runner = QueueRunner::new(store.clone(), deliverer.clone(), relay, Arc::new(resolver));
     let queue = runner.handle();
     let mut stop = shutdown.clone();
     tracker.spawn(async move {

@@ -1,7 +1,5 @@
 //! Making an accepted message durable, and addressing notices (bounces) to a sender.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use store::{Delivery, DeliveryReceipt};
 
 use crate::{Deliverer, QueueError, Resolution, Target};
@@ -42,10 +40,7 @@ impl Deliverer {
                 (v, message)
             }
         };
-        let received = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let received = self.clock.now();
         let delivery = Delivery {
             sender: sender.map(str::to_string),
             local,

@@ -51,16 +51,29 @@ pub struct Deliverer {
     quota: u64,
     /// Signalled whenever mail is queued, so the queue runner starts at once.
     queued: Arc<Notify>,
+    /// Stamps accepted mail; the queue runner reads the same clock.
+    clock: Arc<dyn Clock>,
 }
 
 impl Deliverer {
     /// A deliverer over `store`; `quota` is the per-account storage limit in octets (0: none).
     pub fn new(store: Store, quota: u64) -> Deliverer {
+        Self::with_clock(store, quota, Arc::new(SystemClock))
+    }
+
+    /// [`Deliverer::new`] reading the time from `clock` (tests move it forward).
+    pub fn with_clock(store: Store, quota: u64, clock: Arc<dyn Clock>) -> Deliverer {
         Deliverer {
             store,
             quota,
             queued: Arc::new(Notify::new()),
+            clock,
         }
+    }
+
+    /// The clock this deliverer stamps mail with.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// What the queue runner waits on for new mail.

@@ -109,14 +109,14 @@ struct Attempt {
 
 impl QueueRunner {
     /// A runner over `store`; `deliverer` must be the one SMTP uses (its queue signal wakes
-    /// the runner on new mail).
+    /// the runner on new mail, and the runner reads time from its clock).
     pub fn new(
         store: Store,
         deliverer: Deliverer,
         settings: RelaySettings,
         resolver: Arc<dyn Resolver>,
-        clock: Arc<dyn Clock>,
     ) -> QueueRunner {
+        let clock = deliverer.clock();
         let (stop_tx, stop) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(settings.max_connections.max(1)));
         QueueRunner {

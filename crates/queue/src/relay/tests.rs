@@ -428,20 +428,14 @@ async fn harness(port: u16, tune: impl FnOnce(&mut RelaySettings)) -> Harness {
     let store = Store::open_embedded(dir.path()).unwrap();
     store.add_domain("daum.test").await.unwrap();
     let kim = store.add_account("kim@daum.test", "x").await.unwrap();
-    let deliverer = Deliverer::new(store.clone(), 0);
-    let resolver = Arc::new(FakeResolver::default());
     let clock = ShiftedClock::new();
+    let deliverer = Deliverer::with_clock(store.clone(), 0, Arc::new(clock.clone()));
+    let resolver = Arc::new(FakeResolver::default());
     let mut settings = RelaySettings::new("mx.daum.test");
     settings.port = port;
     settings.timeouts = quick_timeouts();
     tune(&mut settings);
-    let runner = QueueRunner::new(
-        store.clone(),
-        deliverer.clone(),
-        settings,
-        resolver.clone(),
-        Arc::new(clock.clone()),
-    );
+    let runner = QueueRunner::new(store.clone(), deliverer.clone(), settings, resolver.clone());
     let handle = runner.handle();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(runner.run(async move {
