@@ -51,7 +51,7 @@ fn parse_alias_source(source: &str) -> anyhow::Result<String> {
 
 /// Fails unless the domain of `address` (or `@domain`) is hosted here.
 async fn ensure_hosted(store: &Store, address: &str) -> anyhow::Result<()> {
-    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    let domain = store::domain_of(address);
     if !store.is_local_domain(domain).await.map_err(explain)? {
         bail!(
             "domain {domain} is not hosted here: add it first with `postern domain add {domain}`"
@@ -133,7 +133,7 @@ pub async fn alias_add(store: &Store, source: &str, target: &str) -> anyhow::Res
     let s = parse_alias_source(source)?;
     let t = parse_address(target)?;
     ensure_hosted(store, &s).await?;
-    let tdomain = t.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    let tdomain = store::domain_of(&t);
     if store.is_local_domain(tdomain).await.map_err(explain)? {
         let found = store.lookup_address(&t).await.map_err(explain)?;
         if found.account.is_none() && found.alias_targets.is_empty() {

@@ -51,7 +51,7 @@ impl Deliverer {
     /// Resolves one recipient address.
     pub async fn resolve(&self, address: &str) -> Result<Resolution, QueueError> {
         let address = store::normalize_address(address);
-        let (_, domain) = split(&address);
+        let domain = store::domain_of(&address);
         if domain.is_empty() || !self.store.is_local_domain(domain).await? {
             return Ok(Resolution::NotLocal);
         }
@@ -98,7 +98,7 @@ impl Deliverer {
                     }
                     continue;
                 }
-                let (_, tdomain) = split(&target);
+                let tdomain = store::domain_of(&target);
                 if self.store.is_local_domain(tdomain).await? {
                     any |= Box::pin(self.expand(&target, depth + 1, seen, out)).await?;
                 } else {

@@ -246,3 +246,9 @@ impl std::ops::Deref for Store {
 pub fn normalize_address(address: &str) -> String {
     address.trim().to_lowercase()
 }
+
+/// The domain of an address: after the last `@` (a quoted local part may hold one); empty
+/// when there is none.
+pub fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map_or("", |(_, d)| d)
+}

@@ -175,11 +175,6 @@ impl QueueRunner {
     }
 }
 
-/// The domain of an address (after the last `@`, so quoted local parts may hold one).
-fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
-}
-
 impl Inner {
     /// Claims what is due and starts it; returns whether more may be due right away.
     async fn claim_due(self: Arc<Self>) -> bool {
@@ -240,7 +235,7 @@ impl Inner {
         }
         let mut groups: Vec<(Destination, Vec<String>)> = Vec::new();
         for r in entry.pending() {
-            let dest = self.destination(&domain_of(&r.address).to_ascii_lowercase());
+            let dest = self.destination(&store::domain_of(&r.address).to_ascii_lowercase());
             match groups.iter_mut().find(|(d, _)| *d == dest) {
                 Some((_, list)) => list.push(r.address.clone()),
                 None => groups.push((dest, vec![r.address.clone()])),

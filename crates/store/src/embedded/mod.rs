@@ -402,10 +402,6 @@ fn reclaim_log(conn: &Connection, log: &BlobLog, all: bool) -> Result<()> {
     Ok(())
 }
 
-fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
-}
-
 fn domain_id(conn: &Connection, domain: &str) -> Result<i64> {
     conn.query_row("SELECT id FROM domains WHERE name = ?1", [domain], |r| {
         r.get(0)
@@ -937,7 +933,7 @@ impl Backend for Embedded {
         let (address, hash) = (address.to_string(), password_hash.to_string());
         self.writer
             .write(move |c| {
-                let domain = domain_id(c, domain_of(&address))?;
+                let domain = domain_id(c, crate::domain_of(&address))?;
                 c.execute(
                     "INSERT INTO accounts (address, domain_id, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
                     params![address, domain, hash, now()],
@@ -1033,7 +1029,7 @@ impl Backend for Embedded {
         let (source, target) = (source.to_string(), target.to_string());
         self.writer
             .write(move |c| {
-                let domain = domain_id(c, domain_of(&source))?;
+                let domain = domain_id(c, crate::domain_of(&source))?;
                 c.execute(
                     "INSERT INTO aliases (source, target, domain_id) VALUES (?1, ?2, ?3)",
                     params![source, target, domain],
