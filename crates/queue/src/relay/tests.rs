@@ -22,6 +22,8 @@ struct PeerScript {
     /// EHLO keywords after the first line; `None`: EHLO is refused (502).
     ehlo: Option<Vec<&'static str>>,
     name: &'static str,
+    /// The name in the greeting, when it differs from `name` (the EHLO reply's).
+    greeting_name: Option<&'static str>,
     /// RCPT replies by address; others get 250.
     rcpt: HashMap<String, &'static str>,
     /// The reply after the final dot.
@@ -35,6 +37,7 @@ impl Default for PeerScript {
         PeerScript {
             ehlo: Some(vec!["PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE 100000"]),
             name: "mx.naver.test",
+            greeting_name: None,
             rcpt: HashMap::new(),
             data_end: "250 2.0.0 Ok: queued",
             mute: false,
@@ -91,7 +94,7 @@ async fn serve(tcp: tokio::net::TcpStream, s: PeerScript, log: Arc<Mutex<PeerLog
         return;
     }
     let _ = w
-        .write_all(format!("220 {} ESMTP fake\r\n", s.name).as_bytes())
+        .write_all(format!("220 {} ESMTP fake\r\n", s.greeting_name.unwrap_or(s.name)).as_bytes())
         .await;
     let mut mail = String::new();
     let mut rcpts = Vec::new();
@@ -787,14 +790,25 @@ async fn runner_uses_routes_and_the_smarthost() {
 #[tokio::test]
 async fn runner_refuses_to_deliver_to_itself() {
     // The MX answers with our own name: a routing loop, bounced at once (RFC 5321 5.1).
-    let peer = Peer::start(
-        "127.0.0.1",
-        PeerScript {
-            name: "mx.daum.test",
-            ..PeerScript::default()
-        },
-    )
+    refused_as_a_loop(PeerScript {
+        name: "mx.daum.test",
+        ..PeerScript::default()
+    })
     .await;
+}
+
+#[tokio::test]
+async fn runner_sees_a_loop_in_the_greeting_alone() {
+    // Our name in the greeting only (the EHLO reply names another host).
+    refused_as_a_loop(PeerScript {
+        greeting_name: Some("mx.daum.test"),
+        ..PeerScript::default()
+    })
+    .await;
+}
+
+async fn refused_as_a_loop(script: PeerScript) {
+    let peer = Peer::start("127.0.0.1", script).await;
     let h = harness(peer.addr.port(), |_| {}).await;
     h.resolver.mx("loop.test", &[(10, "mx.loop.test")]);
     h.resolver.host("mx.loop.test", &[ip("127.0.0.1")]);
