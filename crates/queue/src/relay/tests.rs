@@ -30,6 +30,8 @@ struct PeerScript {
     data_end: &'static str,
     /// Say nothing at all (greeting timeout).
     mute: bool,
+    /// Called when a message's final dot arrives, before the reply.
+    on_data: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Default for PeerScript {
@@ -41,6 +43,7 @@ impl Default for PeerScript {
             rcpt: HashMap::new(),
             data_end: "250 2.0.0 Ok: queued",
             mute: false,
+            on_data: None,
         }
     }
 }
@@ -166,6 +169,9 @@ async fn serve(tcp: tokio::net::TcpStream, s: PeerScript, log: Arc<Mutex<PeerLog
                     .unwrap()
                     .messages
                     .push((mail.clone(), rcpts.clone(), data));
+                if let Some(f) = &s.on_data {
+                    f();
+                }
                 format!("{}\r\n", s.data_end)
             }
         } else if upper.starts_with("AUTH PLAIN ") {
@@ -427,7 +433,15 @@ struct Harness {
 }
 
 async fn harness(port: u16, tune: impl FnOnce(&mut RelaySettings)) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
+    harness_in(tempfile::tempdir().unwrap(), port, tune).await
+}
+
+/// [`harness`] with its store in `dir`.
+async fn harness_in(
+    dir: tempfile::TempDir,
+    port: u16,
+    tune: impl FnOnce(&mut RelaySettings),
+) -> Harness {
     let store = Store::open_embedded(dir.path()).unwrap();
     store.add_domain("daum.test").await.unwrap();
     let kim = store.add_account("kim@daum.test", "x").await.unwrap();
@@ -604,6 +618,71 @@ async fn runner_retries_after_backoff_and_falls_back_to_the_second_mx() {
     .await;
     assert_eq!(back.messages().len(), 1);
     assert!(h.inbox().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_bounce_that_cannot_be_built_keeps_the_failure_pending_and_the_delivery_recorded() {
+    // The body lives in the blob log; the peer takes lee, refuses nobody, and by the time the
+    // runner builds the bounce the record is gone (as if damaged), so no bounce can be built.
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs");
+    let mut script = PeerScript::default();
+    script.rcpt.insert(
+        "nobody@naver.test".into(),
+        "550 5.1.1 <nobody@naver.test>: no such user",
+    );
+    script.on_data = Some(Arc::new(move || {
+        for e in std::fs::read_dir(&blobs).unwrap() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(e.unwrap().path())
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }));
+    let peer = Peer::start("127.0.0.1", script).await;
+    let h = harness_in(dir, peer.addr.port(), |_| {}).await;
+    h.resolver.mx("naver.test", &[(10, "mx.naver.test")]);
+    h.resolver.host("mx.naver.test", &[ip("127.0.0.1")]);
+    let body = format!(
+        "From: kim@daum.test\r\nSubject: big\r\n\r\n{}\r\n",
+        "x".repeat(40_000)
+    );
+    let targets = [
+        Target::Remote("lee@naver.test".into()),
+        Target::Remote("nobody@naver.test".into()),
+    ];
+    let id = h
+        .deliverer
+        .deliver(Some("kim@daum.test"), &targets, body.into_bytes())
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap();
+    eventually("the attempt is recorded", || async {
+        h.store
+            .queue_entry(id)
+            .await
+            .unwrap()
+            .is_some_and(|e| e.attempts == 1 && !e.leased)
+    })
+    .await;
+    let e = h.store.queue_entry(id).await.unwrap().unwrap();
+    let status = |a: &str| {
+        e.recipients
+            .iter()
+            .find(|r| r.address == a)
+            .map(|r| r.status)
+            .unwrap()
+    };
+    // lee is not sent the message again; nobody waits for a bounce that can be built.
+    assert_eq!(status("lee@naver.test"), RecipientStatus::Delivered);
+    assert_eq!(status("nobody@naver.test"), RecipientStatus::Pending);
+    assert!(h.inbox().await.is_empty(), "no bounce");
+    assert_eq!(peer.messages().len(), 1);
+    // Retried at the usual pace, not at once.
+    assert!(e.next_attempt >= h.clock.now() + 60, "{e:?}");
 }
 
 #[tokio::test]
