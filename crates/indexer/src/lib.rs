@@ -227,7 +227,7 @@ pub async fn ensure(store: &Store, mailbox: MailboxId) -> Result<usize, StoreErr
 }
 
 /// Summarises new blobs in the background until `stop` completes: in batches while there is a
-/// backlog (oldest first), polling every half second when there is none. While mail is
+/// backlog (newest first), polling every half second when there is none. While mail is
 /// arriving it yields: a small batch a second, so a burst of deliveries is not slowed by
 /// re-reading and storing the text of what just arrived; the backlog is summarised once the
 /// burst is over, or by [`ensure`] when a SEARCH needs it sooner.

@@ -138,7 +138,7 @@ pub trait Backend: Send + Sync {
 
     // ---- summaries (made by the indexer, read by SEARCH and SORT)
     /// Summarises up to `limit` blobs that have no summary yet (those of `mailbox`, or the
-    /// oldest of any) with `summarize`, on a blocking thread, and stores the results. Returns
+    /// newest of any) with `summarize`, on a blocking thread, and stores the results. Returns
     /// how many were summarised: 0 when nothing is left. `summarize` gets each whole message.
     async fn summarize_pending(
         &self,

@@ -45,6 +45,9 @@ pub(crate) struct Embedded {
     log: Arc<BlobLog>,
     /// Deliveries and appends started by this process ([`Backend::store_activity`]).
     activity: AtomicU64,
+    /// Where the background summarising pass continues: below this blob id (None: from the
+    /// newest). See `summarize_pending`.
+    summary_cursor: Mutex<Option<i64>>,
 }
 
 /// Up to this many indexed point reads (a list page) run on the caller's thread, like
@@ -158,6 +161,7 @@ impl Embedded {
             notifier: mailboxes::Notifier::default(),
             log,
             activity: AtomicU64::new(0),
+            summary_cursor: Mutex::new(None),
         })
     }
 
@@ -1319,7 +1323,16 @@ impl Backend for Embedded {
         summarize: for<'a> fn(&'a [u8]) -> SummaryData,
     ) -> Result<usize> {
         let log = self.log.clone();
-        let (summaries, behind) = self
+        // The background pass goes newest first (recent mail is what people search for) and
+        // continues below where its last batch ended, so it never walks what it has done.
+        let below = match mailbox {
+            None => *self
+                .summary_cursor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            Some(_) => None,
+        };
+        let (summaries, mark, next_mark, cursor) = self
             .read(move |c| {
                 let limit = limit as i64;
                 // Only blobs at or above the watermark can lack a summary (schema version
@@ -1330,6 +1343,15 @@ impl Backend for Embedded {
                     .query_row([], |r| r.get(0))
                     .optional()?
                     .unwrap_or(0);
+                let pending_below = |below: Option<i64>| -> rusqlite::Result<Vec<i64>> {
+                    c.prepare_cached(
+                        "SELECT b.id FROM blobs b WHERE b.id >= ?1 AND b.id < ?2
+                           AND NOT EXISTS (SELECT 1 FROM summaries s WHERE s.blob_id = b.id)
+                         ORDER BY b.id DESC LIMIT ?3",
+                    )?
+                    .query_map(params![mark, below.unwrap_or(i64::MAX), limit], |r| r.get(0))?
+                    .collect()
+                };
                 let ids = match mailbox {
                     // Every mailbox's messages at or above the mark are walked (the index has
                     // only the blob id): cheap while the background task keeps the mark close
@@ -1343,42 +1365,69 @@ impl Backend for Embedded {
                         )?
                         .query_map(params![mark, m.0, limit], |r| r.get(0))?
                         .collect::<rusqlite::Result<Vec<i64>>>()?,
-                    // Oldest first, so the watermark moves on behind each batch.
-                    None => c
-                        .prepare_cached(
-                            "SELECT b.id FROM blobs b WHERE b.id >= ?1
-                               AND NOT EXISTS (SELECT 1 FROM summaries s WHERE s.blob_id = b.id)
-                             ORDER BY b.id LIMIT ?2",
-                        )?
-                        .query_map(params![mark, limit], |r| r.get(0))?
-                        .collect::<rusqlite::Result<Vec<i64>>>()?,
+                    None => match pending_below(below)? {
+                        // The pass reached the bottom: start again from the newest blob.
+                        ids if ids.is_empty() && below.is_some() => pending_below(None)?,
+                        ids => ids,
+                    },
+                };
+                // Where the next background batch starts: below this one, unless this one
+                // reached the bottom of what is pending.
+                let cursor = match ids.last() {
+                    Some(&lowest) if ids.len() as i64 == limit => Some(lowest),
+                    _ => None,
                 };
                 let mut out = Vec::with_capacity(ids.len());
-                for id in ids {
-                    match blob_data(c, &log, id) {
-                        Ok(data) => out.push((id, summarize(&data))),
+                for id in &ids {
+                    match blob_data(c, &log, *id) {
+                        Ok(data) => out.push((*id, summarize(&data))),
                         // Deleted meanwhile: nothing to summarise.
                         Err(StoreError::NotFound(_)) => {}
                         // One unreadable body must not stall summarising for everyone: it
                         // gets an empty summary (found by no text search) and a warning.
                         Err(e) => {
                             tracing::warn!("summarising blob {id}: {e}");
-                            out.push((id, summarize(b"")));
+                            out.push((*id, summarize(b"")));
                         }
                     }
                 }
-                // Nothing left, yet the mark is not past the newest blob (the blobs above it
-                // were summarised for a SEARCH, or the oldest pending one was deleted): the
-                // mark must move all the same, or every poll would walk those blobs again.
-                let newest: i64 = c
-                    .prepare_cached("SELECT coalesce(max(id), 0) FROM blobs")?
-                    .query_row([], |r| r.get(0))?;
-                let behind = mailbox.is_none() && out.is_empty() && mark <= newest;
-                Ok((out, behind))
+                // The new watermark: the oldest blob still without a summary once this batch
+                // is stored, or past the newest blob. Found here, on a reader, rather than in
+                // the writer: after a pass the walk up from the old mark may be long. It stays
+                // true until it is stored, since blobs stored meanwhile get higher ids (schema
+                // version 8) and summaries are only ever added.
+                let batch: std::collections::HashSet<i64> = ids.iter().copied().collect();
+                let mut stmt = c.prepare_cached(
+                    "SELECT b.id FROM blobs b WHERE b.id >= ?1
+                       AND NOT EXISTS (SELECT 1 FROM summaries s WHERE s.blob_id = b.id)
+                     ORDER BY b.id",
+                )?;
+                let mut rows = stmt.query([mark])?;
+                let mut next_mark = None;
+                while let Some(r) = rows.next()? {
+                    let id: i64 = r.get(0)?;
+                    if !batch.contains(&id) {
+                        next_mark = Some(id);
+                        break;
+                    }
+                }
+                let next_mark = match next_mark {
+                    Some(id) => id,
+                    None => c
+                        .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM blobs")?
+                        .query_row([], |r| r.get(0))?,
+                };
+                Ok((out, mark, next_mark, cursor))
             })
             .await?;
+        if mailbox.is_none() {
+            *self
+                .summary_cursor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = cursor;
+        }
         let n = summaries.len();
-        if n == 0 && !behind {
+        if n == 0 && next_mark <= mark {
             return Ok(0);
         }
         self.writer
@@ -1401,18 +1450,10 @@ impl Backend for Embedded {
                     put_fetch.execute(params![blob, s.fetch])?;
                     put_body.execute(params![blob, s.body])?;
                 }
-                // The watermark moves up to the oldest blob still without a summary (or past
-                // the newest): usually just behind this batch. Computed here, in the write
-                // transaction, so that a blob stored since the read is not skipped.
                 c.prepare_cached(
-                    "UPDATE meta SET value = max(value, coalesce(
-                        (SELECT b.id FROM blobs b WHERE b.id >= meta.value
-                           AND NOT EXISTS (SELECT 1 FROM summaries s WHERE s.blob_id = b.id)
-                         ORDER BY b.id LIMIT 1),
-                        (SELECT coalesce(max(id), 0) + 1 FROM blobs)))
-                     WHERE key = 'summarized_below'",
+                    "UPDATE meta SET value = max(value, ?1) WHERE key = 'summarized_below'",
                 )?
-                .execute([])?;
+                .execute([next_mark])?;
                 Ok(())
             })
             .await?;

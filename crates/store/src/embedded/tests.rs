@@ -1197,12 +1197,13 @@ async fn blobs_without_summaries_are_found_behind_the_watermark() {
         0
     );
     assert_eq!((summarized(), mark()), (vec![3], 1));
-    // The background order is oldest first; the watermark follows.
+    // The background order is newest first, each batch below the last one; the watermark
+    // jumps once the oldest is done.
     assert_eq!(
         s.summarize_pending(None, 1, plain_summary).await.unwrap(),
         1
     );
-    assert_eq!((summarized(), mark()), (vec![1, 3], 2));
+    assert_eq!((summarized(), mark()), (vec![2, 3], 1));
     assert_eq!(
         s.summarize_pending(None, 10, plain_summary).await.unwrap(),
         1
@@ -1321,4 +1322,36 @@ async fn copies_keep_the_canonical_size_in_their_row() {
         .collect::<rusqlite::Result<_>>()
         .unwrap();
     assert_eq!(sizes, [Some(10), Some(10)]);
+}
+
+#[tokio::test]
+async fn the_background_pass_goes_newest_first_and_never_back_over_its_work() {
+    let (dir, s, _, inbox) = one_account().await;
+    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let summarized = || -> Vec<i64> {
+        c.prepare("SELECT blob_id FROM summaries ORDER BY blob_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    let batch = || s.summarize_pending(None, 2, plain_summary);
+    let bodies = ["1", "2", "3", "4", "5"].map(msg).to_vec();
+    s.append(inbox.id, bodies).await.unwrap();
+    assert_eq!(batch().await.unwrap(), 2);
+    assert_eq!(summarized(), [4, 5]);
+    // New mail during the pass waits for the next one; the pass goes on below 4.
+    s.append(inbox.id, vec![msg("6")]).await.unwrap();
+    assert_eq!(batch().await.unwrap(), 2);
+    assert_eq!(summarized(), [2, 3, 4, 5]);
+    assert_eq!(batch().await.unwrap(), 1);
+    assert_eq!(
+        (summarized(), summary_mark(dir.path())),
+        (vec![1, 2, 3, 4, 5], 6)
+    );
+    // The pass reached the bottom: the next starts from the newest.
+    assert_eq!(batch().await.unwrap(), 1);
+    assert_eq!((summarized().len(), summary_mark(dir.path())), (6, 7));
+    assert_eq!(batch().await.unwrap(), 0);
 }
