@@ -1168,16 +1168,8 @@ async fn queue_ids_are_never_reused() {
 #[tokio::test]
 async fn blobs_without_summaries_are_found_behind_the_watermark() {
     let (dir, s, inbox, other) = inbox_and_archive().await;
-    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
     let mark = || summary_mark(dir.path());
-    let summarized = || -> Vec<i64> {
-        c.prepare("SELECT blob_id FROM summaries ORDER BY blob_id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-    };
+    let summarized = || summarized_blobs(dir.path());
     // Blobs 1 and 2 in INBOX, 3 in Archive.
     s.append(inbox.id, vec![msg("one"), msg("two")])
         .await
@@ -1268,6 +1260,18 @@ async fn summarised_store_at_v10(todo: &[i64]) -> tempfile::TempDir {
     dir
 }
 
+/// The blobs that have a summary, in id order.
+fn summarized_blobs(dir: &Path) -> Vec<i64> {
+    Connection::open(dir.join(DB_FILE))
+        .unwrap()
+        .prepare("SELECT blob_id FROM summaries ORDER BY blob_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
 fn summary_mark(dir: &Path) -> i64 {
     Connection::open(dir.join(DB_FILE))
         .unwrap()
@@ -1327,15 +1331,7 @@ async fn copies_keep_the_canonical_size_in_their_row() {
 #[tokio::test]
 async fn the_background_pass_goes_newest_first_and_never_back_over_its_work() {
     let (dir, s, _, inbox) = one_account().await;
-    let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let summarized = || -> Vec<i64> {
-        c.prepare("SELECT blob_id FROM summaries ORDER BY blob_id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-    };
+    let summarized = || summarized_blobs(dir.path());
     let batch = || s.summarize_pending(None, 2, plain_summary);
     let bodies = ["1", "2", "3", "4", "5"].map(msg).to_vec();
     s.append(inbox.id, bodies).await.unwrap();
