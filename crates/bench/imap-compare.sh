@@ -196,8 +196,17 @@ printf 'hostname = "mx.naver.test"\ndata_dir = "%s"\n[listen]\nimap = "127.0.0.1
 postern_start() { # [VAR=value ...] extra environment
   env "$@" POSTERN_LOG=warn "$P" serve --config "$work/postern.toml" >>"$work/postern.log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0; sleep 0.1; done
-  echo "postern did not start" >&2; cat "$work/postern.log" >&2; exit 1
+  local up=
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && up=1 && break; sleep 0.1; done
+  [ -n "$up" ] || { echo "postern did not start" >&2; cat "$work/postern.log" >&2; exit 1; }
+  # The import does not summarise (delivery does, in the background): let the server's indexer
+  # catch up first, as it would have while the mail arrived, so the first query is not the
+  # one that summarises a whole mailbox.
+  for _ in $(seq 600); do
+    [ "$("$P" --data-dir "$D" stats | awk '/^unsummarized/ {print $2}')" = 0 ] && return 0
+    sleep 0.5
+  done
+  echo "warning: the indexer has not caught up after 5 minutes" >&2
 }
 postern_stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 

@@ -500,8 +500,8 @@ pub async fn queue_delete(
 pub async fn stats(store: &Store) -> anyhow::Result<()> {
     let s = store.stats().await.map_err(explain)?;
     println!(
-        "domains {}\naccounts {}\naliases {}\nmessages {}\nqueued {}",
-        s.domains, s.accounts, s.aliases, s.messages, s.queued
+        "domains {}\naccounts {}\naliases {}\nmessages {}\nqueued {}\nunsummarized {}",
+        s.domains, s.accounts, s.aliases, s.messages, s.queued, s.unsummarized
     );
     Ok(())
 }

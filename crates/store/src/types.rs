@@ -341,6 +341,9 @@ pub struct Stats {
     pub messages: u64,
     /// Queue entries.
     pub queued: u64,
+    /// Message bodies the indexer has not summarised yet (SEARCH and SORT summarise their
+    /// mailbox's on demand).
+    pub unsummarized: u64,
 }
 
 /// How STORE changes flags (RFC 9051 6.4.6).

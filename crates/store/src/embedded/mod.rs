@@ -1661,6 +1661,14 @@ impl Backend for Embedded {
                 aliases: count("aliases")?,
                 messages: count("messages")?,
                 queued: count("queue")?,
+                // Only blobs at or above the watermark can lack a summary.
+                unsummarized: c.query_row(
+                    "SELECT count(*) FROM blobs b
+                     WHERE b.id >= coalesce((SELECT value FROM meta WHERE key = 'summarized_below'), 0)
+                       AND NOT EXISTS (SELECT 1 FROM summaries s WHERE s.blob_id = b.id)",
+                    [],
+                    |r| r.get::<_, i64>(0).map(|n| n as u64),
+                )?,
             })
         })
         .await

@@ -1335,6 +1335,7 @@ async fn the_background_pass_goes_newest_first_and_never_back_over_its_work() {
     let batch = || s.summarize_pending(None, 2, plain_summary);
     let bodies = ["1", "2", "3", "4", "5"].map(msg).to_vec();
     s.append(inbox.id, bodies).await.unwrap();
+    assert_eq!(s.stats().await.unwrap().unsummarized, 5);
     assert_eq!(batch().await.unwrap(), 2);
     assert_eq!(summarized(), [4, 5]);
     // New mail during the pass waits for the next one; the pass goes on below 4.
@@ -1350,4 +1351,5 @@ async fn the_background_pass_goes_newest_first_and_never_back_over_its_work() {
     assert_eq!(batch().await.unwrap(), 1);
     assert_eq!((summarized().len(), summary_mark(dir.path())), (6, 7));
     assert_eq!(batch().await.unwrap(), 0);
+    assert_eq!(s.stats().await.unwrap().unsummarized, 0);
 }
