@@ -270,12 +270,16 @@ pub struct StoreConfig {
     /// commits overwrite allocated blocks instead of growing the file (cheaper fdatasync).
     /// Default 64 (the WAL is checkpointed and restarted at about that size); 0 turns it off.
     pub wal_preallocate_mib: u64,
+    /// MiB of zeros kept written ahead of the blob log's append point, so that a large body's
+    /// fdatasync overwrites allocated blocks. Default 8; 0 turns it off.
+    pub log_zeros_ahead_mib: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
             wal_preallocate_mib: 64,
+            log_zeros_ahead_mib: 8,
         }
     }
 }
@@ -465,6 +469,7 @@ mod tests {
         assert_eq!(c.limits.max_recipients, 100);
         assert!(!c.imap.literal_minus);
         assert_eq!(c.store.wal_preallocate_mib, 64);
+        assert_eq!(c.store.log_zeros_ahead_mib, 8);
     }
 
     #[test]
@@ -534,6 +539,10 @@ mod tests {
             ("[imap]\nliteral_plus = true", "literal_plus"),
             ("[store]\nwal_prealloc = 1", "wal_prealloc"),
             ("[store]\nwal_preallocate_mib = -1", "wal_preallocate_mib"),
+            (
+                "[store]\nlog_zeros_ahead_mib = \"8\"",
+                "log_zeros_ahead_mib",
+            ),
             ("[imap]\nliteral_minus = 1", "literal_minus"),
         ] {
             let err = format!("{:#}", Config::parse(text).unwrap_err());

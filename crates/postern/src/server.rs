@@ -141,6 +141,7 @@ pub async fn start_with(config: &Config, options: Options) -> anyhow::Result<Run
     let relay = config.relay_settings()?;
     let store_options = store::EmbeddedOptions {
         wal_preallocate: config.store.wal_preallocate_mib << 20,
+        log_zeros_ahead: config.store.log_zeros_ahead_mib << 20,
     };
     let store = Store::open_embedded_with(&config.data_dir, &store_options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;

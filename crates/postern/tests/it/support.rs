@@ -29,7 +29,7 @@ pub fn test_config(dir: &std::path::Path, extra: &str) -> String {
         "[dns]\nnameservers = [\"127.0.0.1:9\"]\n"
     };
     format!(
-        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n{dns}[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n[store]\nwal_preallocate_mib = 1\n",
+        "hostname = \"mx.naver.test\"\ndata_dir = \"{}\"\n{extra}\n{dns}[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\nsubmissions = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n[store]\nwal_preallocate_mib = 1\nlog_zeros_ahead_mib = 1\n",
         dir.display()
     )
 }

@@ -30,13 +30,21 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 const MAGIC: &[u8; 4] = b"PBL1";
 /// Record header: magic, body length (u64 LE), the first 8 bytes of the body's SHA-256.
 pub(super) const HEADER: u64 = 20;
 /// A segment is closed once it reaches this size; the next append starts a new one.
 const SEGMENT_MAX: u64 = 1 << 30;
+/// Zeros ahead of the append point are written and synced in pieces of this size: small
+/// enough that a record's fdatasync never queues behind much of them.
+const ZERO_CHUNK: u64 = 256 * 1024;
+/// The log counts as idle when no record was synced for this long.
+const IDLE: Duration = Duration::from_millis(20);
+/// How often the zero filler looks for a new active segment when there is nothing to do.
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
 /// Where a record is: segment number and the offset of its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +68,8 @@ struct Segment {
     /// proves nothing about earlier records. No record in this segment is durable any more
     /// by our account, and new records go to a new segment.
     failed: std::sync::atomic::AtomicBool,
+    /// Wakes the zero filler when the zeros run short, and writers when a fill ends.
+    zeros: Condvar,
 }
 
 #[derive(Default)]
@@ -70,6 +80,13 @@ struct Writes {
     unwritten: BTreeSet<u64>,
     /// Records whose rows are not committed yet (count per offset).
     pending: BTreeMap<u64, usize>,
+    /// End of the zeros written (and synced) ahead of the records (see
+    /// [`BlobLog::keep_zeros_ahead`]).
+    zeroed: u64,
+    /// Start of the zeros being written now: no record may be reserved across it.
+    filling: Option<u64>,
+    /// Record syncs completed (the zero filler goes after each).
+    synced: u64,
 }
 
 /// The blob log of one data directory.
@@ -79,6 +96,19 @@ pub(super) struct BlobLog {
     /// Read handles by segment number.
     readers: Mutex<HashMap<u32, Arc<File>>>,
     segment_max: u64,
+    /// Bytes of zeros kept ahead of the append point (0: none).
+    ahead: AtomicU64,
+}
+
+impl Drop for BlobLog {
+    fn drop(&mut self) {
+        // The zero filler lets go of the active segment (and its lock) now.
+        if let Some(segment) = lock(&self.active).as_ref() {
+            // Under the lock its wait checks for this under, so the wake-up is not lost.
+            let _writes = lock(&segment.writes);
+            segment.zeros.notify_all();
+        }
+    }
 }
 
 /// A written record whose row is not committed yet. [`Pending::sync`] makes it durable;
@@ -114,6 +144,8 @@ impl Pending {
         }
         *done = this;
         seg.durable.fetch_max(covered, Ordering::SeqCst);
+        lock(&seg.writes).synced += 1;
+        seg.zeros.notify_all();
         Ok(())
     }
 
@@ -179,6 +211,7 @@ impl BlobLog {
             active: Mutex::new(None),
             readers: Mutex::new(HashMap::new()),
             segment_max,
+            ahead: AtomicU64::new(0),
         })
     }
 
@@ -221,7 +254,27 @@ impl BlobLog {
             done: Mutex::new(0),
             durable: AtomicU64::new(0),
             failed: std::sync::atomic::AtomicBool::new(false),
+            zeros: Condvar::new(),
         })
+    }
+
+    /// Keeps `bytes` of zeros written and synced ahead of the active segment's end, from a
+    /// thread of its own. An fdatasync after an append also writes the file's new size and
+    /// block map (here about 300 µs for 100 KiB against 165 µs for an overwrite): records
+    /// written over zeros that are already durable cost only their own bytes. The zeros are
+    /// written in small pieces, each synced alone, and a record is never reserved across a
+    /// piece being written. Zeros left past the last record when the process stops are
+    /// punched out by the next start's reclaim.
+    pub(super) fn keep_zeros_ahead(self: &Arc<Self>, bytes: u64) -> io::Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.ahead.store(bytes, Ordering::Relaxed);
+        let log = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("blob-log-zeros".into())
+            .spawn(move || fill_zeros(&log, bytes))?;
+        Ok(())
     }
 
     /// Writes one record (not yet durable: see [`Pending::sync`]). The record belongs to the
@@ -246,6 +299,9 @@ impl BlobLog {
             let segment = active.clone().expect("active segment");
             let offset = {
                 let mut w = lock(&segment.writes);
+                while w.filling.is_some_and(|start| w.end + len > start) {
+                    w = segment.zeros.wait(w).unwrap_or_else(|p| p.into_inner());
+                }
                 let offset = w.end;
                 w.end += len;
                 w.unwritten.insert(offset);
@@ -433,6 +489,78 @@ impl BlobLog {
     }
 }
 
+/// The thread of [`BlobLog::keep_zeros_ahead`]: fills the active segment ahead of its end
+/// while the log exists.
+fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
+    let zeros = vec![0u8; ZERO_CHUNK as usize];
+    loop {
+        let Some((segment, max)) = log
+            .upgrade()
+            .map(|l| (lock(&l.active).clone(), l.segment_max))
+        else {
+            return;
+        };
+        let Some(segment) = segment else {
+            std::thread::sleep(LOOK_AGAIN);
+            continue;
+        };
+        let (start, stop) = {
+            // One piece after each record's sync, while the disk waits for the next message
+            // rather than beside a sync that a "250" waits for; any number once the log is idle.
+            let w = lock(&segment.writes);
+            let seen = w.synced;
+            let (mut w, _) = segment
+                .zeros
+                .wait_timeout_while(w, IDLE, |w| w.synced == seen && log.strong_count() > 0)
+                .unwrap_or_else(|p| p.into_inner());
+            if w.zeroed >= (w.end + ahead).min(max) || segment.failed.load(Ordering::SeqCst) {
+                // Nothing to do until the next sync, or another segment becomes active.
+                let seen = w.synced;
+                drop(
+                    segment
+                        .zeros
+                        .wait_timeout_while(w, LOOK_AGAIN, |w| {
+                            w.synced == seen && log.strong_count() > 0
+                        })
+                        .unwrap_or_else(|p| p.into_inner()),
+                );
+                continue;
+            }
+            // Overtaken by the writers: start a piece further on, so that the next record
+            // need not wait for it.
+            let start = if w.zeroed >= w.end {
+                w.zeroed
+            } else {
+                (w.end + ZERO_CHUNK).next_multiple_of(4096)
+            };
+            let stop = (start + ZERO_CHUNK).min(max);
+            if start >= stop {
+                continue;
+            }
+            w.filling = Some(start);
+            (start, stop)
+        };
+        let written = segment
+            .file
+            .write_all_at(&zeros[..(stop - start) as usize], start)
+            .and_then(|()| segment.file.sync_data());
+        let mut w = lock(&segment.writes);
+        w.filling = None;
+        match written {
+            Ok(()) => w.zeroed = w.zeroed.max(stop),
+            Err(e) => {
+                // The writeback error is reported once: the records' next sync would not see it.
+                segment.failed.store(true, Ordering::SeqCst);
+                tracing::warn!(
+                    "blob log segment {}: writing zeros ahead failed: {e}",
+                    segment.id
+                );
+            }
+        }
+        segment.zeros.notify_all();
+    }
+}
+
 /// What [`BlobLog::reclaim`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Reclaimed {
@@ -553,6 +681,118 @@ mod tests {
         let segments: std::collections::BTreeSet<u32> =
             locations.iter().map(|(l, _)| l.segment).collect();
         assert!(segments.len() >= 5, "{segments:?}");
+    }
+
+    /// Waits until the active segment has `bytes` of zeros past its end.
+    fn wait_for_zeros(log: &BlobLog, bytes: u64) -> (u32, u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let seg = lock(&log.active).clone().unwrap();
+            let w = lock(&seg.writes);
+            if w.zeroed >= w.end + bytes {
+                return (seg.id, w.end);
+            }
+            drop(w);
+            assert!(std::time::Instant::now() < deadline, "no zeros ahead");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn zeros_ahead_take_the_records_and_a_restart_frees_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(BlobLog::open(dir.path()).unwrap());
+        log.keep_zeros_ahead(1 << 20).unwrap();
+        // The first record of a segment is ahead of the zeros, which then start a piece
+        // further on; the second record fills the gap.
+        let a = vec![b'a'; 50_000];
+        let la = log.append(&hash(&a), &a).unwrap().location;
+        let gap = (la.offset + HEADER + 50_000 + ZERO_CHUNK).next_multiple_of(4096);
+        let b = vec![b'b'; (gap - HEADER - 50_020) as usize];
+        let lb = log.append(&hash(&b), &b).unwrap().location;
+        let (id, end) = wait_for_zeros(&log, 1 << 20);
+        assert_eq!(end, gap);
+        let path = segment_path(dir.path(), id);
+        let (len, blocks) = (std::fs::metadata(&path).unwrap().len(), allocated(&path));
+        assert!(len >= end + (1 << 20), "{len}");
+        // The next record goes where the last ended, over zeros already written and synced
+        // (the filler may add more meanwhile).
+        let c = vec![b'c'; 60_000];
+        let lc = log.append(&hash(&c), &c).unwrap().location;
+        assert_eq!(lc.offset, end);
+        assert!(blocks >= lc.offset + HEADER + 60_000);
+        for (l, body) in [(la, &a), (lb, &b), (lc, &c)] {
+            assert_eq!(&log.read(l, body.len() as u64, &hash(body)).unwrap(), body);
+        }
+        // Stopped with zeros past the last record: the next start's reclaim punches them.
+        drop(log);
+        let log = BlobLog::open(dir.path()).unwrap();
+        let live = |_| {
+            Ok([(la, &a), (lb, &b), (lc, &c)]
+                .iter()
+                .map(|(l, body)| (l.offset, body.len() as u64))
+                .collect())
+        };
+        // The old log's filler lets go of the segment's lock within moments.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let done = loop {
+            let done = log.reclaim(None, live).unwrap();
+            if done.revisit.is_empty() || std::time::Instant::now() > deadline {
+                break done;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert!(
+            done.punched >= len - lc.offset - HEADER - 60_000,
+            "{done:?}"
+        );
+        assert!(allocated(&path) < blocks - (1 << 19), "zeros freed");
+        assert_eq!(log.read(lc, 60_000, &hash(&c)).unwrap(), c);
+    }
+
+    #[test]
+    fn zeros_ahead_never_overwrite_concurrent_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(BlobLog::with_segment_max(dir.path(), 2 << 20).unwrap());
+        log.keep_zeros_ahead(1 << 20).unwrap();
+        let first = log.append(&hash(b"first"), b"first").unwrap().location;
+        wait_for_zeros(&log, 1 << 20);
+        let records: Vec<(Location, Vec<u8>)> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4u8)
+                .map(|t| {
+                    let log = &log;
+                    s.spawn(move || {
+                        // Mostly unsynced writes, so that records are reserved while zeros
+                        // are being written; every tenth syncs, which sets the filler going.
+                        (0..200u16)
+                            .map(|i| {
+                                let body =
+                                    vec![(t as u16 * 200 + i) as u8; 4_000 + usize::from(i) * 97];
+                                let p = log.write(&hash(&body), &body).unwrap();
+                                if i % 10 == 0 {
+                                    p.sync().unwrap();
+                                }
+                                (p.location, body)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        assert_eq!(log.read(first, 5, &hash(b"first")).unwrap(), b"first");
+        for (loc, body) in &records {
+            assert_eq!(
+                &log.read(*loc, body.len() as u64, &hash(body)).unwrap(),
+                body,
+                "{loc:?}"
+            );
+        }
+        let segments: BTreeSet<u32> = records.iter().map(|(l, _)| l.segment).collect();
+        assert!(segments.len() >= 3, "{segments:?}");
     }
 
     #[test]

@@ -151,6 +151,11 @@ impl Embedded {
             source,
         })?);
         recover_log(&conn, &log)?;
+        log.keep_zeros_ahead(options.log_zeros_ahead)
+            .map_err(|source| StoreError::Io {
+                path: log_dir.display().to_string(),
+                source,
+            })?;
         let wake = spawn_maintenance(path.clone(), log.clone())?;
         // Our own wal_hook replaces SQLite's autocheckpoint on this connection.
         let writer = Writer::start(conn, wake)?;

@@ -876,6 +876,7 @@ async fn a_new_wal_is_preallocated_and_works() {
     let wal = dir.path().join(format!("{DB_FILE}-wal"));
     let options = crate::EmbeddedOptions {
         wal_preallocate: 1 << 20,
+        ..Default::default()
     };
     // A database written by another process that is still running (the admin CLI's threads
     // leave their WAL behind too): while it reads, its WAL is in use and left alone.
