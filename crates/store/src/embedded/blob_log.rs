@@ -653,34 +653,39 @@ mod tests {
     fn concurrent_appends_get_their_own_ranges_and_segments_roll() {
         let dir = tempfile::tempdir().unwrap();
         let log = BlobLog::with_segment_max(dir.path(), 64 * 1024).unwrap();
-        let locations: Vec<(Location, Vec<u8>)> = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..4u8)
-                .map(|t| {
-                    let log = &log;
-                    s.spawn(move || {
-                        (0..20u8)
-                            .map(|i| {
-                                let body = vec![t * 20 + i; 5000 + usize::from(i) * 100];
-                                (log.append(&hash(&body), &body).unwrap().location, body)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
+        let locations = from_threads(4, 20, |t, i| {
+            let body = vec![(t * 20 + i) as u8; 5000 + usize::from(i) * 100];
+            (log.append(&hash(&body), &body).unwrap().location, body)
+        });
+        assert_records(&log, &locations);
+        let segments: std::collections::BTreeSet<u32> =
+            locations.iter().map(|(l, _)| l.segment).collect();
+        assert!(segments.len() >= 5, "{segments:?}");
+    }
+
+    /// What `threads` threads return from `record(thread, i)` for i in 0..`each`.
+    fn from_threads(
+        threads: u16,
+        each: u16,
+        record: impl Fn(u16, u16) -> (Location, Vec<u8>) + Sync,
+    ) -> Vec<(Location, Vec<u8>)> {
+        let record = &record;
+        std::thread::scope(|s| {
+            let threads: Vec<_> = (0..threads)
+                .map(|t| s.spawn(move || (0..each).map(|i| record(t, i)).collect::<Vec<_>>()))
                 .collect();
             threads
                 .into_iter()
                 .flat_map(|t| t.join().unwrap())
                 .collect()
-        });
-        for (loc, body) in &locations {
-            assert_eq!(
-                &log.read(*loc, body.len() as u64, &hash(body)).unwrap(),
-                body
-            );
+        })
+    }
+
+    fn assert_records(log: &BlobLog, records: &[(Location, Vec<u8>)]) {
+        for (loc, body) in records {
+            let read = log.read(*loc, body.len() as u64, &hash(body)).unwrap();
+            assert_eq!(&read, body, "{loc:?}");
         }
-        let segments: std::collections::BTreeSet<u32> =
-            locations.iter().map(|(l, _)| l.segment).collect();
-        assert!(segments.len() >= 5, "{segments:?}");
     }
 
     /// Waits until the active segment has `bytes` of zeros past its end.
@@ -757,40 +762,18 @@ mod tests {
         log.keep_zeros_ahead(1 << 20).unwrap();
         let first = log.append(&hash(b"first"), b"first").unwrap().location;
         wait_for_zeros(&log, 1 << 20);
-        let records: Vec<(Location, Vec<u8>)> = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..4u8)
-                .map(|t| {
-                    let log = &log;
-                    s.spawn(move || {
-                        // Mostly unsynced writes, so that records are reserved while zeros
-                        // are being written; every tenth syncs, which sets the filler going.
-                        (0..200u16)
-                            .map(|i| {
-                                let body =
-                                    vec![(t as u16 * 200 + i) as u8; 4_000 + usize::from(i) * 97];
-                                let p = log.write(&hash(&body), &body).unwrap();
-                                if i % 10 == 0 {
-                                    p.sync().unwrap();
-                                }
-                                (p.location, body)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            threads
-                .into_iter()
-                .flat_map(|t| t.join().unwrap())
-                .collect()
+        // Mostly unsynced writes, so that records are reserved while zeros are being
+        // written; every tenth syncs, which sets the filler going.
+        let records = from_threads(4, 200, |t, i| {
+            let body = vec![(t * 200 + i) as u8; 4_000 + usize::from(i) * 97];
+            let p = log.write(&hash(&body), &body).unwrap();
+            if i % 10 == 0 {
+                p.sync().unwrap();
+            }
+            (p.location, body)
         });
         assert_eq!(log.read(first, 5, &hash(b"first")).unwrap(), b"first");
-        for (loc, body) in &records {
-            assert_eq!(
-                &log.read(*loc, body.len() as u64, &hash(body)).unwrap(),
-                body,
-                "{loc:?}"
-            );
-        }
+        assert_records(&log, &records);
         let segments: BTreeSet<u32> = records.iter().map(|(l, _)| l.segment).collect();
         assert!(segments.len() >= 3, "{segments:?}");
     }
