@@ -493,10 +493,15 @@ impl BlobLog {
 /// while the log exists.
 fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
     let zeros = vec![0u8; ZERO_CHUNK as usize];
+    // The filler writes through a file description of its own: Linux reports a writeback
+    // error once per description, so an error its fdatasync sees is still reported to the
+    // records' next fdatasync, and no record is acknowledged on the strength of a sync whose
+    // error went to the filler.
+    let mut own: Option<(u32, File)> = None;
     loop {
-        let Some((segment, max)) = log
+        let Some((segment, max, dir)) = log
             .upgrade()
-            .map(|l| (lock(&l.active).clone(), l.segment_max))
+            .map(|l| (lock(&l.active).clone(), l.segment_max, l.dir.clone()))
         else {
             return;
         };
@@ -504,6 +509,21 @@ fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
             std::thread::sleep(LOOK_AGAIN);
             continue;
         };
+        if own.as_ref().is_none_or(|(id, _)| *id != segment.id) {
+            match OpenOptions::new()
+                .write(true)
+                .open(segment_path(&dir, segment.id))
+            {
+                Ok(file) => own = Some((segment.id, file)),
+                Err(e) => {
+                    tracing::warn!("blob log segment {}: opening it failed: {e}", segment.id);
+                    own = None;
+                    std::thread::sleep(LOOK_AGAIN);
+                    continue;
+                }
+            }
+        }
+        let Some((_, file)) = &own else { continue };
         let (start, stop) = {
             // One piece after each record's sync, while the disk waits for the next message
             // rather than beside a sync that a "250" waits for; any number once the log is idle.
@@ -540,16 +560,15 @@ fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
             w.filling = Some(start);
             (start, stop)
         };
-        let written = segment
-            .file
+        let written = file
             .write_all_at(&zeros[..(stop - start) as usize], start)
-            .and_then(|()| segment.file.sync_data());
+            .and_then(|()| file.sync_data());
         let mut w = lock(&segment.writes);
         w.filling = None;
         match written {
             Ok(()) => w.zeroed = w.zeroed.max(stop),
             Err(e) => {
-                // The writeback error is reported once: the records' next sync would not see it.
+                // New records go to a new segment.
                 segment.failed.store(true, Ordering::SeqCst);
                 tracing::warn!(
                     "blob log segment {}: writing zeros ahead failed: {e}",
