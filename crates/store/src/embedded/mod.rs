@@ -65,6 +65,9 @@ fn now() -> i64 {
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(30))?;
+    // The store has some seventy cached statements; rusqlite keeps 16 by default, so a mixed
+    // load (deliveries, flag changes, the indexer's batches) kept parsing them again.
+    conn.set_prepared_statement_cache_capacity(128);
     // Plans must not depend on bound values: otherwise (STAT4 build) every cached
     // `WHERE k = ?1 ORDER BY ...` statement is parsed again whenever a new key is bound.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;

@@ -185,24 +185,25 @@ fn run_writer(
 }
 
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    // Prepared once, not parsed again for every batch and job.
+    let exec = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
     // IMMEDIATE takes the write lock now, waiting (busy_timeout) for an admin CLI process.
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    exec("BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
         let step = (|| {
-            conn.execute_batch("SAVEPOINT job")?;
-            if job.run(conn) {
-                conn.execute_batch("RELEASE job")
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            exec("SAVEPOINT job")?;
+            if !job.run(conn) {
+                exec("ROLLBACK TO job")?;
             }
+            exec("RELEASE job")
         })();
         if let Err(e) = step {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec("ROLLBACK");
             return Err(e);
         }
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
+    if let Err(e) = exec("COMMIT") {
+        let _ = exec("ROLLBACK");
         return Err(e);
     }
     Ok(())
