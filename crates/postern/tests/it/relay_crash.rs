@@ -99,9 +99,11 @@ async fn kill_9_while_relaying_loses_nothing() {
     let sessions: Vec<_> = (0..SESSIONS)
         .map(|s| tokio::spawn(session(addr, s * PER_SESSION, acked.clone())))
         .collect();
-    // Kill once the relay is under way.
+    // Kill once the relay is under way. The runner may relay a message before its session
+    // has read the "250" for it, so the acknowledgements are waited for too.
     eventually(60, "relaying has started", || async {
         naver.messages("lee@naver.test", "INBOX").await.len() >= 10
+            && acked.lock().unwrap().len() >= 10
     })
     .await;
     child.kill().unwrap(); // SIGKILL
