@@ -839,13 +839,7 @@ async fn a_shared_large_body_is_stored_once_and_a_failed_one_is_purged() {
     assert_eq!(listed[0].blob, listed[1].blob);
     assert_eq!(s.read_blob(listed[1].blob).await.unwrap(), body.as_bytes());
     let db = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let garbage: Vec<u32> = db
-        .prepare("SELECT segment FROM log_garbage")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let garbage: Vec<u32> = column(&db, "SELECT segment FROM log_garbage");
     // Unless the maintenance thread's reclaim (a second after the store opened, then every
     // ten) ran in between: it takes the segment off the list and frees the record at once.
     let allocated = {
@@ -1280,9 +1274,13 @@ async fn summarised_store_at_v10(todo: &[i64]) -> tempfile::TempDir {
 
 /// The blobs that have a summary, in id order.
 fn summarized_blobs(dir: &Path) -> Vec<i64> {
-    Connection::open(dir.join(DB_FILE))
-        .unwrap()
-        .prepare("SELECT blob_id FROM summaries ORDER BY blob_id")
+    let db = Connection::open(dir.join(DB_FILE)).unwrap();
+    column(&db, "SELECT blob_id FROM summaries ORDER BY blob_id")
+}
+
+/// The first column of every row `sql` returns.
+fn column<T: rusqlite::types::FromSql>(db: &Connection, sql: &str) -> Vec<T> {
+    db.prepare(sql)
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -1336,13 +1334,10 @@ async fn copies_keep_the_canonical_size_in_their_row() {
     let l = s.message_listing(other.id).await.unwrap();
     assert_eq!(l.messages[0].canonical_size, 10);
     let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let sizes: Vec<Option<i64>> = c
-        .prepare("SELECT canonical_size FROM messages ORDER BY mailbox_id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let sizes: Vec<Option<i64>> = column(
+        &c,
+        "SELECT canonical_size FROM messages ORDER BY mailbox_id",
+    );
     assert_eq!(sizes, [Some(10), Some(10)]);
 }
 
