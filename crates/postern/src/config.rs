@@ -405,6 +405,16 @@ impl Config {
         if r.retry_max < r.retry_initial {
             bail!("relay.retry_max: must not be below relay.retry_initial");
         }
+        // Both become byte counts; more than a blob-log segment (1 GiB) or the WAL's usual
+        // size many times over is a mistake, not a setting.
+        for (key, v) in [
+            ("store.wal_preallocate_mib", self.store.wal_preallocate_mib),
+            ("store.log_zeros_ahead_mib", self.store.log_zeros_ahead_mib),
+        ] {
+            if v > 1024 {
+                bail!("{key}: at most 1024 (MiB)");
+            }
+        }
         Ok(())
     }
 
@@ -544,6 +554,14 @@ mod tests {
                 "log_zeros_ahead_mib",
             ),
             ("[imap]\nliteral_minus = 1", "literal_minus"),
+            (
+                "[store]\nlog_zeros_ahead_mib = 1025",
+                "store.log_zeros_ahead_mib",
+            ),
+            (
+                "[store]\nwal_preallocate_mib = 17592186044416",
+                "store.wal_preallocate_mib",
+            ),
         ] {
             let err = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(
