@@ -96,8 +96,12 @@ pub(super) struct BlobLog {
     /// Read handles by segment number.
     readers: Mutex<HashMap<u32, Arc<File>>>,
     segment_max: u64,
-    /// Bytes of zeros kept ahead of the append point (0: none).
-    ahead: AtomicU64,
+    /// Whether the zero filler runs (it is started once).
+    filling_ahead: std::sync::atomic::AtomicBool,
+    /// Tests: how long the zero filler waits between claiming a range and writing it, so
+    /// that writers that ignored the claim would be overwritten.
+    #[cfg(test)]
+    fill_pause: Mutex<Duration>,
 }
 
 impl Drop for BlobLog {
@@ -211,7 +215,9 @@ impl BlobLog {
             active: Mutex::new(None),
             readers: Mutex::new(HashMap::new()),
             segment_max,
-            ahead: AtomicU64::new(0),
+            filling_ahead: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fill_pause: Mutex::new(Duration::ZERO),
         })
     }
 
@@ -266,15 +272,23 @@ impl BlobLog {
     /// piece being written. Zeros left past the last record when the process stops are
     /// punched out by the next start's reclaim.
     pub(super) fn keep_zeros_ahead(self: &Arc<Self>, bytes: u64) -> io::Result<()> {
-        if bytes == 0 {
+        // One filler: two would share the one `filling` claim.
+        if bytes == 0 || self.filling_ahead.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.ahead.store(bytes, Ordering::Relaxed);
         let log = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("blob-log-zeros".into())
             .spawn(move || fill_zeros(&log, bytes))?;
         Ok(())
+    }
+
+    /// See `fill_pause` (none outside tests).
+    fn fill_pause(&self) -> Duration {
+        #[cfg(test)]
+        return *lock(&self.fill_pause);
+        #[cfg(not(test))]
+        Duration::ZERO
     }
 
     /// Writes one record (not yet durable: see [`Pending::sync`]). The record belongs to the
@@ -499,10 +513,10 @@ fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
     // error went to the filler.
     let mut own: Option<(u32, File)> = None;
     loop {
-        let Some((segment, max, dir)) = log
-            .upgrade()
-            .map(|l| (lock(&l.active).clone(), l.segment_max, l.dir.clone()))
-        else {
+        let Some((segment, max, dir, pause)) = log.upgrade().map(|l| {
+            let active = lock(&l.active).clone();
+            (active, l.segment_max, l.dir.clone(), l.fill_pause())
+        }) else {
             return;
         };
         let Some(segment) = segment else {
@@ -533,7 +547,18 @@ fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
                 .zeros
                 .wait_timeout_while(w, IDLE, |w| w.synced == seen && log.strong_count() > 0)
                 .unwrap_or_else(|p| p.into_inner());
-            if w.zeroed >= (w.end + ahead).min(max) || segment.failed.load(Ordering::SeqCst) {
+            // Overtaken by the writers: start a piece further on, so that the next record
+            // need not wait for it.
+            let start = if w.zeroed >= w.end {
+                w.zeroed
+            } else {
+                (w.end + ZERO_CHUNK).next_multiple_of(4096)
+            };
+            let stop = (start + ZERO_CHUNK).min(max);
+            if w.zeroed >= (w.end + ahead).min(max)
+                || start >= stop
+                || segment.failed.load(Ordering::SeqCst)
+            {
                 // Nothing to do until the next sync, or another segment becomes active.
                 let seen = w.synced;
                 drop(
@@ -546,37 +571,32 @@ fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
                 );
                 continue;
             }
-            // Overtaken by the writers: start a piece further on, so that the next record
-            // need not wait for it.
-            let start = if w.zeroed >= w.end {
-                w.zeroed
-            } else {
-                (w.end + ZERO_CHUNK).next_multiple_of(4096)
-            };
-            let stop = (start + ZERO_CHUNK).min(max);
-            if start >= stop {
-                continue;
-            }
             w.filling = Some(start);
             (start, stop)
         };
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
         let written = file
             .write_all_at(&zeros[..(stop - start) as usize], start)
             .and_then(|()| file.sync_data());
         let mut w = lock(&segment.writes);
         w.filling = None;
+        segment.zeros.notify_all();
         match written {
             Ok(()) => w.zeroed = w.zeroed.max(stop),
             Err(e) => {
-                // New records go to a new segment.
-                segment.failed.store(true, Ordering::SeqCst);
+                // Nothing the records need: they are written and synced on their own (a
+                // writeback error also reaches their description), and records past the
+                // zeros simply append. A full disk or a failing one: try again later.
+                drop(w);
                 tracing::warn!(
                     "blob log segment {}: writing zeros ahead failed: {e}",
                     segment.id
                 );
+                std::thread::sleep(LOOK_AGAIN);
             }
         }
-        segment.zeros.notify_all();
     }
 }
 
@@ -728,15 +748,24 @@ mod tests {
         let log = Arc::new(BlobLog::open(dir.path()).unwrap());
         log.keep_zeros_ahead(1 << 20).unwrap();
         // The first record of a segment is ahead of the zeros, which then start a piece
-        // further on; the second record fills the gap.
+        // further on (not written, the next record will be): the file holds the record and
+        // the zeros, not the gap.
         let a = vec![b'a'; 50_000];
         let la = log.append(&hash(&a), &a).unwrap().location;
-        let gap = (la.offset + HEADER + 50_000 + ZERO_CHUNK).next_multiple_of(4096);
-        let b = vec![b'b'; (gap - HEADER - 50_020) as usize];
-        let lb = log.append(&hash(&b), &b).unwrap().location;
-        let (id, end) = wait_for_zeros(&log, 1 << 20);
-        assert_eq!(end, gap);
+        let a_end = la.offset + HEADER + 50_000;
+        let gap = (a_end + ZERO_CHUNK).next_multiple_of(4096);
+        let (id, _) = wait_for_zeros(&log, 1 << 20);
         let path = segment_path(dir.path(), id);
+        let blocks = allocated(&path);
+        let zeroed = lock(&lock(&log.active).clone().unwrap().writes).zeroed;
+        assert!(
+            blocks <= a_end.next_multiple_of(4096) + (zeroed - gap) + (64 << 10),
+            "{blocks} bytes allocated: record to {a_end}, zeros {gap}..{zeroed}"
+        );
+        // The second record fills the gap.
+        let b = vec![b'b'; (gap - a_end - HEADER) as usize];
+        let lb = log.append(&hash(&b), &b).unwrap().location;
+        let (_, end) = wait_for_zeros(&log, 1 << 20);
         let (len, blocks) = (std::fs::metadata(&path).unwrap().len(), allocated(&path));
         assert!(len >= end + (1 << 20), "{len}");
         // The next record goes where the last ended, over zeros already written and synced
@@ -778,15 +807,19 @@ mod tests {
     fn zeros_ahead_never_overwrite_concurrent_records() {
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(BlobLog::with_segment_max(dir.path(), 2 << 20).unwrap());
-        log.keep_zeros_ahead(1 << 20).unwrap();
+        // Zeros one piece ahead, so that writers keep reaching a piece being written; and a
+        // pause between the filler's claim and its write, so that a record reserved across
+        // the claim would be written first and then overwritten by the zeros.
+        *lock(&log.fill_pause) = Duration::from_millis(2);
+        log.keep_zeros_ahead(ZERO_CHUNK).unwrap();
         let first = log.append(&hash(b"first"), b"first").unwrap().location;
-        wait_for_zeros(&log, 1 << 20);
+        wait_for_zeros(&log, ZERO_CHUNK);
         // Mostly unsynced writes, so that records are reserved while zeros are being
-        // written; every tenth syncs, which sets the filler going.
+        // written; every fifth syncs, which sets the filler going.
         let records = from_threads(4, 200, |t, i| {
             let body = vec![(t * 200 + i) as u8; 4_000 + usize::from(i) * 97];
             let p = log.write(&hash(&body), &body).unwrap();
-            if i % 10 == 0 {
+            if i % 5 == 0 {
                 p.sync().unwrap();
             }
             (p.location, body)
