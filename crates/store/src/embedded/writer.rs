@@ -187,6 +187,11 @@ fn run_writer(
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
     // Prepared once, not parsed again for every batch and job.
     let exec = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
+    // A ROLLBACK that failed after an earlier batch's error left its transaction open: end
+    // it now, or every later BEGIN fails and the store takes no more writes.
+    if !conn.is_autocommit() {
+        exec("ROLLBACK")?;
+    }
     // IMMEDIATE takes the write lock now, waiting (busy_timeout) for an admin CLI process.
     exec("BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
@@ -207,4 +212,38 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<
         return Err(e);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_left_open_by_a_failed_rollback_is_ended_by_the_next_batch() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t VALUES (1)")
+            .unwrap();
+        let (reply, _rx) = oneshot::channel();
+        let job = TypedJob {
+            work: Some(|c: &Connection| Ok(c.execute("INSERT INTO t VALUES (2)", [])?)),
+            result: None,
+            reply,
+            _hold: None,
+        };
+        let mut batch: Vec<Box<dyn Job>> = vec![Box::new(job)];
+        run_batch(&conn, &mut batch).unwrap();
+        assert!(conn.is_autocommit());
+        let rows: Vec<i64> = conn
+            .prepare("SELECT x FROM t")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [2],
+            "the abandoned write is rolled back, the batch's kept"
+        );
+    }
 }
