@@ -57,6 +57,11 @@ impl Fetch {
             .arg("--nodetach")
             .arg("-f")
             .arg(&self.rc)
+            // Run as root, fetchmail takes its lock at /var/run/fetchmail.pid whatever HOME
+            // and FETCHMAILHOME say, and refuses to run beside any other fetchmail on the
+            // machine (another test suite's, say): the lock goes in this set-up's own directory.
+            .arg("--pidfile")
+            .arg(self.dir.path().join("fetchmail.pid"))
             .env("HOME", self.dir.path())
             .env("FETCHMAILHOME", self.dir.path())
             // Run as root, fetchmail would switch to the user named here for the MDA.
