@@ -70,6 +70,18 @@ struct Segment {
     failed: std::sync::atomic::AtomicBool,
     /// Wakes the zero filler when the zeros run short, and writers when a fill ends.
     zeros: Condvar,
+    /// No longer the active segment (or the log is gone): the zero filler lets go of it.
+    retired: std::sync::atomic::AtomicBool,
+}
+
+impl Segment {
+    /// Marks the segment retired and wakes the zero filler if it waits on it.
+    fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        // Under the lock the filler's wait checks the flag under, so the wake-up is not lost.
+        let _writes = lock(&self.writes);
+        self.zeros.notify_all();
+    }
 }
 
 #[derive(Default)]
@@ -108,9 +120,7 @@ impl Drop for BlobLog {
     fn drop(&mut self) {
         // The zero filler lets go of the active segment (and its lock) now.
         if let Some(segment) = lock(&self.active).as_ref() {
-            // Under the lock its wait checks for this under, so the wake-up is not lost.
-            let _writes = lock(&segment.writes);
-            segment.zeros.notify_all();
+            segment.retire();
         }
     }
 }
@@ -261,6 +271,7 @@ impl BlobLog {
             durable: AtomicU64::new(0),
             failed: std::sync::atomic::AtomicBool::new(false),
             zeros: Condvar::new(),
+            retired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -308,7 +319,10 @@ impl BlobLog {
             };
             if active.as_ref().is_none_or(full) {
                 // The full segment stays locked while records in it are pending.
-                *active = Some(Arc::new(self.create_segment()?));
+                let new = Arc::new(self.create_segment()?);
+                if let Some(old) = active.replace(new) {
+                    old.retire();
+                }
             }
             let segment = active.clone().expect("active segment");
             let offset = {
@@ -538,6 +552,7 @@ fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
             }
         }
         let Some((_, file)) = &own else { continue };
+        let retired = || segment.retired.load(Ordering::SeqCst);
         let (start, stop) = {
             // One piece after each record's sync, while the disk waits for the next message
             // rather than beside a sync that a "250" waits for; any number once the log is idle.
@@ -545,7 +560,7 @@ fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
             let seen = w.synced;
             let (mut w, _) = segment
                 .zeros
-                .wait_timeout_while(w, IDLE, |w| w.synced == seen && log.strong_count() > 0)
+                .wait_timeout_while(w, IDLE, |w| w.synced == seen && !retired())
                 .unwrap_or_else(|p| p.into_inner());
             // Overtaken by the writers: start a piece further on, so that the next record
             // need not wait for it.
@@ -558,15 +573,14 @@ fn fill_zeros(log: &Weak<BlobLog>, ahead: u64) {
             if w.zeroed >= (w.end + ahead).min(max)
                 || start >= stop
                 || segment.failed.load(Ordering::SeqCst)
+                || retired()
             {
                 // Nothing to do until the next sync, or another segment becomes active.
                 let seen = w.synced;
                 drop(
                     segment
                         .zeros
-                        .wait_timeout_while(w, LOOK_AGAIN, |w| {
-                            w.synced == seen && log.strong_count() > 0
-                        })
+                        .wait_timeout_while(w, LOOK_AGAIN, |w| w.synced == seen && !retired())
                         .unwrap_or_else(|p| p.into_inner()),
                 );
                 continue;
