@@ -9,7 +9,7 @@
 //! Alias targets in hosted domains are resolved again (up to [`MAX_DEPTH`] levels, loops cut);
 //! targets elsewhere become remote recipients (forwarding).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use store::AccountId;
 
@@ -56,7 +56,7 @@ impl Deliverer {
             return Ok(Resolution::NotLocal);
         }
         let mut targets = BTreeSet::new();
-        let mut seen = BTreeSet::new();
+        let mut seen = BTreeMap::new();
         self.expand(&address, 0, &mut seen, &mut targets).await?;
         Ok(if targets.is_empty() {
             Resolution::UnknownUser
@@ -66,16 +66,39 @@ impl Deliverer {
     }
 
     /// Adds the targets of one hosted address; returns whether it resolved to anything.
+    /// `seen` holds the addresses expanded so far: `None` while on the chain being expanded,
+    /// then whether they resolved.
     async fn expand(
         &self,
         address: &str,
         depth: usize,
-        seen: &mut BTreeSet<String>,
+        seen: &mut BTreeMap<String, Option<bool>>,
         out: &mut BTreeSet<Target>,
     ) -> Result<bool, QueueError> {
-        if depth > MAX_DEPTH || !seen.insert(address.to_string()) {
-            return Ok(false);
+        match seen.get(address) {
+            // Reached before through another alias: its targets are in `out` already, and an
+            // alias that leads to it has resolved (its own account gets no copy).
+            Some(Some(resolved)) => return Ok(*resolved),
+            // A loop: cut here.
+            Some(None) => return Ok(false),
+            None if depth > MAX_DEPTH => return Ok(false),
+            None => {}
         }
+        seen.insert(address.to_string(), None);
+        let resolved = self.expand_candidates(address, depth, seen, out).await?;
+        seen.insert(address.to_string(), Some(resolved));
+        Ok(resolved)
+    }
+
+    /// [`Self::expand`] for an address not seen before: the address itself, its `+tag`-less
+    /// form, then the catch-all.
+    async fn expand_candidates(
+        &self,
+        address: &str,
+        depth: usize,
+        seen: &mut BTreeMap<String, Option<bool>>,
+        out: &mut BTreeSet<Target>,
+    ) -> Result<bool, QueueError> {
         let (local, domain) = split(address);
         let mut candidates = vec![address.to_string()];
         if let Some((base, _tag)) = local.split_once('+') {
@@ -155,6 +178,16 @@ mod tests {
             .await
             .unwrap();
         s.add_alias("@other.test", "lee@naver.test").await.unwrap();
+        s.add_account("zed@naver.test", "h").await.unwrap();
+        for (from, to) in [
+            ("zed@naver.test", "lee@naver.test"),
+            ("team@naver.test", "lee@naver.test"),
+            ("team@naver.test", "zed@naver.test"),
+            ("sales2@naver.test", "kim@naver.test"),
+            ("sales2@naver.test", "sales@naver.test"),
+        ] {
+            s.add_alias(from, to).await.unwrap();
+        }
         (dir, Deliverer::new(s, 0), lee, kim)
     }
 
@@ -208,6 +241,26 @@ mod tests {
             Resolution::Deliver(vec![Target::Remote("someone@elsewhere.test".into())])
         );
         assert_eq!(r("loop1@naver.test").await, Resolution::UnknownUser);
+        // Two aliases meeting: sales2 reaches kim directly and through sales, whose other
+        // target is lee; kim's own alias still applies, and nobody gets two copies.
+        assert_eq!(
+            r("sales2@naver.test").await,
+            Resolution::Deliver(vec![
+                local(lee, "lee@naver.test"),
+                local(kim, "kim@naver.test"),
+                Target::Remote("copy@elsewhere.test".into())
+            ])
+        );
+        // An account forwarding elsewhere (zed -> lee) gets no copy when an alias reaches
+        // it after its target was already expanded (team -> lee, team -> zed).
+        assert_eq!(
+            r("team@naver.test").await,
+            Resolution::Deliver(vec![local(lee, "lee@naver.test")])
+        );
+        assert_eq!(
+            r("zed@naver.test").await,
+            Resolution::Deliver(vec![local(lee, "lee@naver.test")])
+        );
         assert_eq!(
             r("anything@other.test").await,
             Resolution::Deliver(vec![local(lee, "lee@naver.test")])
