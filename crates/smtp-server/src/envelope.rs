@@ -86,8 +86,16 @@ impl Session {
         if let Some(identity) = self.identity.clone() {
             // Submission: the envelope sender must be one of the user's own addresses.
             let owned = match &from {
-                None => false,
-                Some(addr) => self.owns(&identity, addr).await?,
+                None => Ok(false),
+                Some(addr) => self.owns(&identity, addr).await,
+            };
+            let owned = match owned {
+                Ok(owned) => owned,
+                Err(e) => {
+                    tracing::error!("resolving sender: {e}");
+                    self.reply(Reply::new(451, "4.3.0", "Temporary lookup failure"));
+                    return Ok(());
+                }
             };
             if !owned {
                 return self.error_reply(Reply::new(
@@ -112,19 +120,29 @@ impl Session {
     }
 
     /// Whether `address` is `identity`'s own address, a `+tag` form of it, or an alias that
-    /// delivers to it.
-    async fn owns(&mut self, identity: &auth::Identity, address: &str) -> Result<bool, End> {
-        match self.srv.deliverer.resolve(address).await {
-            Ok(Resolution::Deliver(targets)) => Ok(targets.iter().any(
-                |t| matches!(t, Target::Local { account, .. } if *account == identity.account),
-            )),
-            Ok(_) => Ok(false),
-            Err(e) => {
-                tracing::error!("resolving sender {address}: {e}");
-                self.reply(Reply::new(451, "4.3.0", "Temporary lookup failure"));
-                Ok(false)
-            }
+    /// delivers to it. The own address counts even when an alias forwards its mail elsewhere.
+    async fn owns(
+        &self,
+        identity: &auth::Identity,
+        address: &str,
+    ) -> Result<bool, queue::QueueError> {
+        let address = store::normalize_address(address);
+        let untagged = match address.rsplit_once('@') {
+            Some((local, domain)) => match local.split_once('+') {
+                Some((base, _tag)) => format!("{base}@{domain}"),
+                None => address.clone(),
+            },
+            None => address.clone(),
+        };
+        if untagged == store::normalize_address(&identity.address) {
+            return Ok(true);
         }
+        Ok(match self.srv.deliverer.resolve(&address).await? {
+            Resolution::Deliver(targets) => targets.iter().any(
+                |t| matches!(t, Target::Local { account, .. } if *account == identity.account),
+            ),
+            _ => false,
+        })
     }
 
     pub(crate) async fn handle_rcpt(&mut self, to: ForwardPath) -> Result<(), End> {

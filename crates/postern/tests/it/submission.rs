@@ -88,6 +88,17 @@ async fn auth_required_and_sender_must_be_owned() {
         "{}",
         String::from_utf8_lossy(m)
     );
+    // Forwarding one's own mail elsewhere (an alias on the address) leaves the address, and
+    // its +tag forms, one's own to send from.
+    s.store
+        .add_alias("lee@naver.test", "kim@naver.test")
+        .await
+        .unwrap();
+    c.cmd("MAIL FROM:<lee@naver.test>", 250).await;
+    c.cmd("RSET", 250).await;
+    c.cmd("MAIL FROM:<Lee+x@naver.test>", 250).await;
+    c.cmd("RSET", 250).await;
+    c.cmd("MAIL FROM:<kim@naver.test>", 553).await;
 }
 
 #[tokio::test]
