@@ -480,6 +480,7 @@ impl Session {
         };
         let mut caps = vec![
             "IMAP4rev1",
+            "IMAP4rev2",
             literal,
             "SASL-IR",
             "ID",
@@ -508,6 +509,16 @@ impl Session {
                 "QRESYNC",
                 "UTF8=ACCEPT",
                 "STATUS=SIZE",
+                "ESEARCH",
+                "SEARCHRES",
+                "LIST-EXTENDED",
+                "LIST-STATUS",
+                "SORT",
+                "THREAD=ORDEREDSUBJECT",
+                "THREAD=REFERENCES",
+                "BINARY",
+                "QUOTA",
+                "QUOTA=RES-STORAGE",
             ]);
             // COMPRESS is an authenticated-state command (RFC 4978 5), so it is offered only
             // then, as Dovecot does; that also keeps it from being announced before STARTTLS.

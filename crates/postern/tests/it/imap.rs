@@ -33,6 +33,30 @@ async fn greeting_login_and_capabilities() {
         r.has("CONDSTORE") && r.has("SPECIAL-USE") && !r.has("STARTTLS"),
         "{r:?}"
     );
+    // Clients use only what is advertised: every extension the README names.
+    for cap in [
+        "IMAP4rev2",
+        "ESEARCH",
+        "SEARCHRES",
+        "LIST-EXTENDED",
+        "LIST-STATUS",
+        "SORT",
+        "THREAD=ORDEREDSUBJECT",
+        "THREAD=REFERENCES",
+        "BINARY",
+        "QUOTA",
+        "COMPRESS=DEFLATE",
+    ] {
+        assert!(r.has(&format!(" {cap} ")), "{cap} missing: {r:?}");
+    }
+    // BINARY: APPEND takes a literal8, FETCH BINARY returns the decoded part.
+    let r = c
+        .cmd("APPEND INBOX ~{49}\r\nContent-Transfer-Encoding: base64\r\n\r\nYmluYXJ5IQ==")
+        .await;
+    assert!(r.status.starts_with("OK [APPENDUID "), "{r:?}");
+    assert!(c.cmd("SELECT INBOX").await.ok());
+    let r = c.cmd("FETCH 1 BINARY.PEEK[1]").await;
+    assert!(r.has("BINARY[1] {7}\r\nbinary!"), "{r:?}");
     let r = c.cmd("LOGOUT").await;
     assert!(r.has("BYE") && r.ok());
 }
