@@ -51,7 +51,10 @@ fn parse_alias_source(source: &str) -> anyhow::Result<String> {
 
 /// Fails unless the domain of `address` (or `@domain`) is hosted here.
 async fn ensure_hosted(store: &Store, address: &str) -> anyhow::Result<()> {
-    let domain = store::domain_of(address);
+    ensure_hosted_domain(store, store::domain_of(address)).await
+}
+
+async fn ensure_hosted_domain(store: &Store, domain: &str) -> anyhow::Result<()> {
     if !store.is_local_domain(domain).await.map_err(explain)? {
         bail!(
             "domain {domain} is not hosted here: add it first with `postern domain add {domain}`"
@@ -119,6 +122,9 @@ pub async fn user_remove(store: &Store, address: &str) -> anyhow::Result<()> {
 
 pub async fn user_list(store: &Store, domain: Option<&str>) -> anyhow::Result<()> {
     let domain = domain.map(parse_domain).transpose()?;
+    if let Some(d) = &domain {
+        ensure_hosted_domain(store, d).await?;
+    }
     for a in store
         .list_accounts(domain.as_deref())
         .await
@@ -152,12 +158,18 @@ pub async fn alias_remove(store: &Store, source: &str, target: Option<&str>) -> 
         .remove_alias(&s, t.as_deref())
         .await
         .map_err(explain)?;
-    println!("alias {s} removed");
+    match t {
+        Some(t) => println!("alias {s} -> {t} removed"),
+        None => println!("alias {s} removed, with all its targets"),
+    }
     Ok(())
 }
 
 pub async fn alias_list(store: &Store, domain: Option<&str>) -> anyhow::Result<()> {
     let domain = domain.map(parse_domain).transpose()?;
+    if let Some(d) = &domain {
+        ensure_hosted_domain(store, d).await?;
+    }
     for a in store
         .list_aliases(domain.as_deref())
         .await
@@ -198,13 +210,18 @@ fn return_path(data: &[u8]) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
+/// The mailbox called `name`: INBOX in any case (RFC 9051 5.1), other names exactly.
+fn find_mailbox<'a>(boxes: &'a [Mailbox], name: &str) -> Option<&'a Mailbox> {
+    boxes
+        .iter()
+        .find(|m| m.name == name || (name.eq_ignore_ascii_case("INBOX") && m.name == "INBOX"))
+}
+
 /// Writes one mailbox as mboxrd to stdout.
 pub async fn export(store: &Store, address: &str, mailbox: &str) -> anyhow::Result<()> {
     let (a, _, boxes) = account_mailboxes(store, address).await?;
-    let mb = boxes
-        .iter()
-        .find(|m| m.name == mailbox)
-        .with_context(|| format!("{a} has no mailbox {mailbox:?}"))?;
+    let mb =
+        find_mailbox(&boxes, mailbox).with_context(|| format!("{a} has no mailbox {mailbox:?}"))?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     for m in store.list_messages(mb.id).await.map_err(explain)? {
@@ -258,11 +275,7 @@ async fn mailbox_named(
     boxes: &mut Vec<Mailbox>,
     name: &str,
 ) -> anyhow::Result<Mailbox> {
-    // INBOX is case-insensitive (RFC 9051 5.1); other names are exact.
-    let found = boxes
-        .iter()
-        .find(|m| m.name == name || (name.eq_ignore_ascii_case("INBOX") && m.name == "INBOX"));
-    if let Some(m) = found {
+    if let Some(m) = find_mailbox(boxes, name) {
         return Ok(m.clone());
     }
     let m = store.create_mailbox(account, name).await.map_err(explain)?;

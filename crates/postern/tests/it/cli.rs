@@ -125,11 +125,28 @@ fn domains_users_aliases() {
         &["domain", "remove", "naver.test"],
         "still has 1 account",
     );
-    ok(d, &["alias", "remove", "sales@naver.test"], None);
+    assert_eq!(
+        ok(d, &["alias", "remove", "sales@naver.test"], None),
+        "alias sales@naver.test removed, with all its targets\n"
+    );
     fails(d, &["alias", "remove", "sales@naver.test"], "not found");
     assert_eq!(ok(d, &["user", "list"], None), "lee@naver.test\n");
+    fails(d, &["user", "list", "daum.test"], "not hosted");
+    fails(d, &["alias", "list", "daum.test"], "not hosted");
     ok(d, &["user", "remove", "lee@naver.test"], None);
-    ok(d, &["alias", "remove", "fwd@naver.test"], None);
+    assert_eq!(
+        ok(
+            d,
+            &[
+                "alias",
+                "remove",
+                "fwd@naver.test",
+                "someone@elsewhere.test"
+            ],
+            None
+        ),
+        "alias fwd@naver.test -> someone@elsewhere.test removed\n"
+    );
     ok(d, &["domain", "remove", "naver.test"], None);
     assert_eq!(ok(d, &["domain", "list"], None), "");
 }
@@ -229,6 +246,11 @@ fn import_mbox_and_export_round_trip() {
         "no mailbox",
     );
     fails(d, &["export", "ghost@naver.test"], "no user");
+    // INBOX is named in any case, as in IMAP.
+    assert_eq!(
+        ok(d, &["export", "lee@naver.test", "--mailbox", "inbox"], None),
+        ok(d, &["export", "lee@naver.test"], None)
+    );
     fails(
         d,
         &["import", "lee@naver.test", "/nonexistent/file"],
