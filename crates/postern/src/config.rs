@@ -284,6 +284,47 @@ impl Default for StoreConfig {
     }
 }
 
+/// A TOML error as one line led by the dotted key it is about: `limits.max_recipients:
+/// invalid type: string "ten", expected usize (line 2, column 18)`; toml's own report (which
+/// shows the line) when there is no such key.
+fn toml_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let Some((at, key)) = e
+        .span()
+        .and_then(|span| Some((span.start, key_at(text, span.start)?)))
+    else {
+        return anyhow::anyhow!("{e}");
+    };
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    anyhow::anyhow!(
+        "{key}: {} (line {}, column {})",
+        e.message().trim_end(),
+        text[..at].matches('\n').count() + 1,
+        text[line_start..at].chars().count() + 1
+    )
+}
+
+/// The dotted key of the `key = value` line holding byte `offset`: the last `[table]` header
+/// above it and the key before the `=`. None for lines of another shape (a multi-line value).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let key = line.split_once('=').map_or(line, |(k, _)| k).trim();
+    if key.is_empty() || key.starts_with(['[', '#']) || key.contains(char::is_whitespace) {
+        return None;
+    }
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(['[', ']']).trim());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 fn default_hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -308,7 +349,7 @@ impl Config {
 
     /// Parses and validates configuration text.
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config: Config = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         config.validate()?;
         Ok(config)
     }
@@ -521,6 +562,37 @@ mod tests {
         let l = c.listeners();
         assert_eq!(l.smtp, Some("127.0.0.1:25".parse().unwrap()));
         assert_eq!(l.submission, None);
+    }
+
+    #[test]
+    fn toml_errors_lead_with_the_dotted_key() {
+        for (text, lead) in [
+            (
+                "[limits]\nmax_message_size = \"big\"",
+                "limits.max_message_size: invalid type",
+            ),
+            (
+                "[listen]\nsmpt = \"127.0.0.1:25\"",
+                "listen.smpt: unknown field",
+            ),
+            ("hostnam = \"x\"", "hostnam: unknown field"),
+            (
+                "[relay.routes]\n\"daum.test\" = 5",
+                "relay.routes.\"daum.test\": invalid type",
+            ),
+            (
+                "[store]\n# [not a table]\nlog_zeros_ahead_mib = \"8\"",
+                "store.log_zeros_ahead_mib: invalid type",
+            ),
+        ] {
+            let err = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(err.starts_with(lead), "{text:?}: {err}");
+            assert!(
+                err.ends_with(", column 1)") || err.contains("(line "),
+                "{err}"
+            );
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
     }
 
     #[test]
