@@ -3,7 +3,9 @@
 //! # Reading rules
 //!
 //! - A line is a message separator only if it starts with `From ` and is the
-//!   first line of the file or follows an empty line. `Content-Length:`
+//!   first line of the file or follows an empty line, or if it is a whole
+//!   separator line (`From sender date`, the date parsed): some writers leave
+//!   out the empty line, and mutt splits there too. `Content-Length:`
 //!   headers are never used for framing (mboxcl2 is rare and dangerous).
 //! - The empty line before a separator (and a trailing empty line at end of
 //!   file) belongs to the mbox framing and is removed from the message.
@@ -179,7 +181,9 @@ impl<R: BufRead> MboxReader<R> {
                 Ok(None) => break,
                 Ok(Some(info)) => info,
             };
-            if prev_empty && self.line.starts_with(b"From ") {
+            if self.line.starts_with(b"From ")
+                && (prev_empty || parse_separator(&self.line).1.is_some())
+            {
                 self.next_separator = Some(self.line.clone());
                 break;
             }
@@ -631,6 +635,19 @@ Subject: three\n\
         let msgs = ok(b"From \"john doe\"@example.com Sat Nov 21 12:00:00 2026\n\nx\n");
         assert_eq!(msgs[0].sender, "\"john doe\"@example.com");
         assert_eq!(msgs[0].date, Some(T));
+    }
+
+    #[test]
+    fn whole_separator_without_blank_before_starts_a_message() {
+        let mbox = b"From a@b Sat Nov 21 12:00:00 2026\nSubject: one\n\nHello\n\
+From c@d Sat Nov 21 13:00:00 2026\nSubject: two\n\nBye\n";
+        let msgs = ok(mbox);
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].data, b"Subject: one\r\n\r\nHello\r\n".to_vec());
+        assert_eq!(
+            (msgs[1].sender.as_str(), msgs[1].date.is_some()),
+            ("c@d", true)
+        );
     }
 
     #[test]
