@@ -85,29 +85,16 @@ impl Deliverer {
             None => {}
         }
         seen.insert(address.to_string(), None);
-        let resolved = self.expand_candidates(address, depth, seen, out).await?;
-        seen.insert(address.to_string(), Some(resolved));
-        Ok(resolved)
-    }
-
-    /// [`Self::expand`] for an address not seen before: the address itself, its `+tag`-less
-    /// form, then the catch-all.
-    async fn expand_candidates(
-        &self,
-        address: &str,
-        depth: usize,
-        seen: &mut BTreeMap<String, Option<bool>>,
-        out: &mut BTreeSet<Target>,
-    ) -> Result<bool, QueueError> {
+        // The address itself, its `+tag`-less form, then the catch-all.
         let (local, domain) = split(address);
         let mut candidates = vec![address.to_string()];
         if let Some((base, _tag)) = local.split_once('+') {
             candidates.push(format!("{base}@{domain}"));
         }
         candidates.push(format!("@{domain}"));
+        let mut resolved = false;
         for candidate in candidates {
             let found = self.store.lookup_address(&candidate).await?;
-            let mut any = false;
             for target in &found.alias_targets {
                 let target = store::normalize_address(target);
                 if Some(&target) == Some(&candidate) || target == address {
@@ -117,30 +104,31 @@ impl Deliverer {
                             account,
                             address: candidate.clone(),
                         });
-                        any = true;
+                        resolved = true;
                     }
                     continue;
                 }
                 let tdomain = store::domain_of(&target);
                 if self.store.is_local_domain(tdomain).await? {
-                    any |= Box::pin(self.expand(&target, depth + 1, seen, out)).await?;
+                    resolved |= Box::pin(self.expand(&target, depth + 1, seen, out)).await?;
                 } else {
                     out.insert(Target::Remote(target));
-                    any = true;
+                    resolved = true;
                 }
             }
-            if !any && let Some(account) = found.account {
+            if !resolved && let Some(account) = found.account {
                 out.insert(Target::Local {
                     account,
                     address: candidate.clone(),
                 });
-                any = true;
+                resolved = true;
             }
-            if any {
-                return Ok(true);
+            if resolved {
+                break;
             }
         }
-        Ok(false)
+        seen.insert(address.to_string(), Some(resolved));
+        Ok(resolved)
     }
 }
 
