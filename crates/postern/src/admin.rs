@@ -115,9 +115,20 @@ async fn hash(password: &str) -> anyhow::Result<String> {
 
 pub async fn user_remove(store: &Store, address: &str) -> anyhow::Result<()> {
     let a = parse_address(address)?;
+    // The store removes the aliases onto the account with it: say which.
+    let onto = aliases_onto(store, &a).await?;
     store.remove_account(&a).await.map_err(explain)?;
     println!("user {a} removed, with all its mail");
+    for alias in onto {
+        println!("alias {} -> {a} removed with it", alias.source);
+    }
     Ok(())
+}
+
+/// The aliases whose target is `address`.
+async fn aliases_onto(store: &Store, address: &str) -> anyhow::Result<Vec<store::Alias>> {
+    let all = store.list_aliases(None).await.map_err(explain)?;
+    Ok(all.into_iter().filter(|a| a.target == address).collect())
 }
 
 pub async fn user_list(store: &Store, domain: Option<&str>) -> anyhow::Result<()> {
@@ -161,6 +172,18 @@ pub async fn alias_remove(store: &Store, source: &str, target: Option<&str>) -> 
     match t {
         Some(t) => println!("alias {s} -> {t} removed"),
         None => println!("alias {s} removed, with all its targets"),
+    }
+    // Aliases onto an address that is now nothing no longer deliver: say so, as `alias add`
+    // would have refused them.
+    let left = store.lookup_address(&s).await.map_err(explain)?;
+    if left.account.is_none() && left.alias_targets.is_empty() {
+        for alias in aliases_onto(store, &s).await? {
+            eprintln!(
+                "warning: alias {} -> {s} now leads nowhere (mail to it gets 550); \
+                 remove it with `postern alias remove {} {s}`",
+                alias.source, alias.source
+            );
+        }
     }
     Ok(())
 }

@@ -152,6 +152,41 @@ fn domains_users_aliases() {
 }
 
 #[test]
+fn removals_say_what_they_do_to_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["domain", "add", "naver.test"], None);
+    for user in ["lee@naver.test", "kim@naver.test"] {
+        ok(d, &["user", "add", user, "--password-stdin"], Some("pw\n"));
+    }
+    for (from, to) in [
+        ("info@naver.test", "lee@naver.test"),
+        ("grp@naver.test", "info@naver.test"),
+        ("team@naver.test", "kim@naver.test"),
+    ] {
+        ok(d, &["alias", "add", from, to], None);
+    }
+    // Removing info leaves grp leading nowhere: a warning says so.
+    let out = postern(d, &["alias", "remove", "info@naver.test"], None);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: alias grp@naver.test -> info@naver.test now leads nowhere"),
+        "{err}"
+    );
+    // Removing kim removes the alias onto kim with it, and says so.
+    assert_eq!(
+        ok(d, &["user", "remove", "kim@naver.test"], None),
+        "user kim@naver.test removed, with all its mail\n\
+         alias team@naver.test -> kim@naver.test removed with it\n"
+    );
+    assert_eq!(
+        ok(d, &["alias", "list"], None),
+        "grp@naver.test -> info@naver.test\n"
+    );
+}
+
+#[test]
 fn bad_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("postern.toml");
