@@ -212,7 +212,7 @@ async fn account_mailboxes(
         .credentials(&a)
         .await
         .map_err(explain)?
-        .with_context(|| format!("no user {a}"))?;
+        .with_context(|| format!("account {a} not found"))?;
     let boxes = store.list_mailboxes(creds.id).await.map_err(explain)?;
     Ok((a, creds.id, boxes))
 }

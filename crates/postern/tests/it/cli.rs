@@ -280,7 +280,11 @@ fn import_mbox_and_export_round_trip() {
         &["export", "lee@naver.test", "--mailbox", "Nope"],
         "no mailbox",
     );
-    fails(d, &["export", "ghost@naver.test"], "no user");
+    fails(
+        d,
+        &["export", "ghost@naver.test"],
+        "account ghost@naver.test not found",
+    );
     // INBOX is named in any case, as in IMAP.
     assert_eq!(
         ok(d, &["export", "lee@naver.test", "--mailbox", "inbox"], None),
