@@ -35,10 +35,30 @@ pub fn parse_domain(domain: &str) -> anyhow::Result<String> {
 
 /// Validates and lower-cases a mailbox address (`local@domain`).
 pub fn parse_address(address: &str) -> anyhow::Result<String> {
+    Ok(normalize_address(&parse_address_as_given(address)?))
+}
+
+/// A valid address in its canonical form, the case of its local part kept.
+fn parse_address_as_given(address: &str) -> anyhow::Result<String> {
     let a = Address::parse(address.trim())
         .map_err(|e| anyhow::anyhow!("{address:?} is not a valid address: {e}"))?;
     parse_domain(&a.domain).with_context(|| format!("{address:?} is not a valid address"))?;
-    Ok(normalize_address(&a.to_string()))
+    Ok(a.to_string())
+}
+
+/// An alias target: normalized when hosted here; a remote one keeps its local part's case
+/// (RFC 5321 2.4: only its own host may fold it).
+async fn parse_alias_target(store: &Store, target: &str) -> anyhow::Result<String> {
+    let t = parse_address_as_given(target)?;
+    let hosted = store
+        .is_local_domain(&normalize_address(store::domain_of(&t)))
+        .await
+        .map_err(explain)?;
+    Ok(if hosted {
+        normalize_address(&t)
+    } else {
+        store::remote_address(&t)
+    })
 }
 
 /// An alias source: an address, or `@domain` for a catch-all.
@@ -148,10 +168,13 @@ pub async fn user_list(store: &Store, domain: Option<&str>) -> anyhow::Result<()
 
 pub async fn alias_add(store: &Store, source: &str, target: &str) -> anyhow::Result<()> {
     let s = parse_alias_source(source)?;
-    let t = parse_address(target)?;
+    let t = parse_alias_target(store, target).await?;
     ensure_hosted(store, &s).await?;
-    let tdomain = store::domain_of(&t);
-    if store.is_local_domain(tdomain).await.map_err(explain)? {
+    if store
+        .is_local_domain(store::domain_of(&t))
+        .await
+        .map_err(explain)?
+    {
         let found = store.lookup_address(&t).await.map_err(explain)?;
         if found.account.is_none() && found.alias_targets.is_empty() {
             bail!("target {t} is in a hosted domain but is neither a user nor an alias");
@@ -164,7 +187,10 @@ pub async fn alias_add(store: &Store, source: &str, target: &str) -> anyhow::Res
 
 pub async fn alias_remove(store: &Store, source: &str, target: Option<&str>) -> anyhow::Result<()> {
     let s = parse_alias_source(source)?;
-    let t = target.map(parse_address).transpose()?;
+    let t = match target {
+        Some(t) => Some(parse_alias_target(store, t).await?),
+        None => None,
+    };
     store
         .remove_alias(&s, t.as_deref())
         .await

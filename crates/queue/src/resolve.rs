@@ -95,8 +95,8 @@ impl Deliverer {
         let mut resolved = false;
         for candidate in candidates {
             let found = self.store.lookup_address(&candidate).await?;
-            for target in &found.alias_targets {
-                let target = store::normalize_address(target);
+            for stored in &found.alias_targets {
+                let target = store::normalize_address(stored);
                 if Some(&target) == Some(&candidate) || target == address {
                     // An alias onto itself keeps a copy in its own account.
                     if let Some(account) = found.account {
@@ -112,7 +112,7 @@ impl Deliverer {
                 if self.store.is_local_domain(tdomain).await? {
                     resolved |= Box::pin(self.expand(&target, depth + 1, seen, out)).await?;
                 } else {
-                    out.insert(Target::Remote(target));
+                    out.insert(Target::Remote(store::remote_address(stored)));
                     resolved = true;
                 }
             }
@@ -173,6 +173,7 @@ mod tests {
             ("team@naver.test", "zed@naver.test"),
             ("sales2@naver.test", "kim@naver.test"),
             ("sales2@naver.test", "sales@naver.test"),
+            ("fwd2@naver.test", "Some.One@Elsewhere.TEST"),
         ] {
             s.add_alias(from, to).await.unwrap();
         }
@@ -229,6 +230,11 @@ mod tests {
             Resolution::Deliver(vec![Target::Remote("someone@elsewhere.test".into())])
         );
         assert_eq!(r("loop1@naver.test").await, Resolution::UnknownUser);
+        // A remote target keeps its local part's case (RFC 5321 2.4).
+        assert_eq!(
+            r("FWD2@naver.test").await,
+            Resolution::Deliver(vec![Target::Remote("Some.One@elsewhere.test".into())])
+        );
         // Two aliases meeting: sales2 reaches kim directly and through sales, whose other
         // target is lee; the same copies as for sales (kim's own alias still applies), and
         // nobody gets two.

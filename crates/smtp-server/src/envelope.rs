@@ -197,7 +197,7 @@ impl Session {
                 ));
             }
             Resolution::NotLocal if self.identity.is_some() => {
-                vec![Target::Remote(store::normalize_address(&address))]
+                vec![Target::Remote(store::remote_address(&address))]
             }
             Resolution::NotLocal => {
                 return self.error_reply(Reply::new(

@@ -250,6 +250,16 @@ pub fn normalize_address(address: &str) -> String {
     address.trim().to_lowercase()
 }
 
+/// A remote address as it goes on the wire: its local part exactly as given (RFC 5321 2.4:
+/// only the host that owns it may fold its case), its domain lower-cased.
+pub fn remote_address(address: &str) -> String {
+    let a = address.trim();
+    match a.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
+        None => a.to_string(),
+    }
+}
+
 /// The domain of an address: after the last `@` (a quoted local part may hold one); empty
 /// when there is none.
 pub fn domain_of(address: &str) -> &str {

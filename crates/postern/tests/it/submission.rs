@@ -67,6 +67,7 @@ async fn auth_required_and_sender_must_be_owned() {
     c.cmd("RSET", 250).await;
     c.cmd("MAIL FROM:<lee+lists@naver.test>", 250).await;
     c.cmd("RCPT TO:<friend@daum.test>", 250).await;
+    c.cmd("RCPT TO:<John.Doe@Daum.TEST>", 250).await;
     c.cmd("RCPT TO:<kim@naver.test>", 250).await;
     c.cmd("DATA", 354).await;
     c.send(b"Subject: no date or id\r\n\r\nhi\r\n.\r\n").await;
@@ -74,7 +75,10 @@ async fn auth_required_and_sender_must_be_owned() {
     let q = s.store.list_queue().await.unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].sender.as_deref(), Some("lee+lists@naver.test"));
-    assert_eq!(q[0].recipients[0].address, "friend@daum.test");
+    let mut remote: Vec<&str> = q[0].recipients.iter().map(|r| r.address.as_str()).collect();
+    remote.sort_unstable();
+    // RFC 5321 2.4: a remote local part keeps its case; only the domain is folded.
+    assert_eq!(remote, ["John.Doe@daum.test", "friend@daum.test"]);
     let queued = s.store.read_blob(q[0].blob).await.unwrap();
     assert!(
         !contains(&queued, "Return-Path:"),
