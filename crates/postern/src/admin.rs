@@ -91,6 +91,10 @@ pub async fn domain_add(store: &Store, domain: &str) -> anyhow::Result<()> {
     let d = parse_domain(domain)?;
     store.add_domain(&d).await.map_err(explain)?;
     println!("domain {d} added");
+    println!(
+        "every domain needs a postmaster (RFC 5321 4.5.1): \
+         postern alias add postmaster@{d} YOU@{d}"
+    );
     Ok(())
 }
 

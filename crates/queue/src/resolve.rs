@@ -65,6 +65,25 @@ impl Deliverer {
         })
     }
 
+    /// The address `<Postmaster>` (RFC 5321 4.5.1: no domain, must be accepted) stands for:
+    /// postmaster at the server's host name if that delivers, else at the first hosted domain
+    /// where it does, else at the first hosted domain (the RCPT then gets 550, not a relay
+    /// refusal).
+    pub async fn postmaster(&self, hostname: &str) -> Result<String, QueueError> {
+        let mut domains = vec![store::normalize_address(hostname)];
+        domains.extend(self.store.list_domains().await?);
+        let mut hosted = None;
+        for d in &domains {
+            let address = format!("postmaster@{d}");
+            match self.resolve(&address).await? {
+                Resolution::Deliver(_) => return Ok(address),
+                Resolution::UnknownUser => hosted = hosted.or(Some(address)),
+                Resolution::NotLocal => {}
+            }
+        }
+        Ok(hosted.unwrap_or_else(|| format!("postmaster@{}", domains[0])))
+    }
+
     /// Adds the targets of one hosted address; returns whether it resolved to anything.
     /// `seen` holds the addresses expanded so far: `None` while on the chain being expanded,
     /// then whether they resolved.

@@ -163,7 +163,21 @@ impl Session {
         }
         let address = match to {
             // RFC 5321 4.5.1: <Postmaster> without a domain must be accepted.
-            ForwardPath::Postmaster => format!("postmaster@{}", self.srv.settings.hostname),
+            ForwardPath::Postmaster => {
+                match self
+                    .srv
+                    .deliverer
+                    .postmaster(&self.srv.settings.hostname)
+                    .await
+                {
+                    Ok(address) => address,
+                    Err(e) => {
+                        tracing::error!("resolving <Postmaster>: {e}");
+                        self.reply(Reply::new(451, "4.3.0", "Temporary lookup failure"));
+                        return Ok(());
+                    }
+                }
+            }
             ForwardPath::Address(a) => {
                 if !a.is_ascii() && !smtputf8 {
                     return self.error_reply(Reply::new(

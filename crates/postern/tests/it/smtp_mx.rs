@@ -224,6 +224,28 @@ async fn overlong_lines_and_garbage() {
 }
 
 #[tokio::test]
+async fn postmaster_without_a_domain_is_accepted() {
+    // RFC 5321 4.5.1. The host name (mx.naver.test) is not a hosted domain.
+    let s = TestServer::start().await;
+    let mut c = Raw::connect(s.smtp()).await;
+    c.cmd("EHLO x", 250).await;
+    c.cmd("MAIL FROM:<kim@daum.test>", 250).await;
+    // Nobody is postmaster yet: an unknown user of a hosted domain, not a relay attempt.
+    let r = c.cmd("RCPT TO:<Postmaster>", 550).await;
+    assert!(r.text().contains("postmaster@naver.test"), "{r:?}");
+    s.store
+        .add_alias("postmaster@naver.test", "lee@naver.test")
+        .await
+        .unwrap();
+    c.cmd("RCPT TO:<Postmaster>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(message("for the postmaster", "hi").as_bytes()).await;
+    c.cmd(".", 250).await;
+    let inbox = s.messages("lee@naver.test", "INBOX").await;
+    assert!(contains(&inbox[0], "for the postmaster"));
+}
+
+#[tokio::test]
 async fn message_cut_off_before_the_dot_is_not_delivered() {
     let s = TestServer::with_config("[limits]\nmax_connections_per_ip = 1").await;
     let mut c = Raw::connect(s.smtp()).await;
