@@ -265,6 +265,11 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
                 .find(|t| !t.is_empty())
                 .ok_or(ParseError::Syntax("HELO/EHLO requires a domain"))?
                 .to_owned();
+            // RFC 5321 4.5.3.1.2: a domain is at most 255 octets (an address literal less);
+            // the name goes into the Received header, which must stay a bounded line.
+            if domain.len() > 255 {
+                return Err(ParseError::Syntax("HELO/EHLO name longer than 255 octets"));
+            }
             if verb == "HELO" {
                 Command::Helo { domain }
             } else {
@@ -915,6 +920,7 @@ mod tests {
     #[test]
     fn invalid_commands() {
         use ParseError::*;
+        let long_helo = format!("EHLO {}", "h".repeat(256));
         let long_path = format!(
             "MAIL FROM:<{}@{}.org>",
             "a".repeat(64),
@@ -930,6 +936,10 @@ mod tests {
             (b"EHLO \xc3", NotUtf8),
             (b"HELO", Syntax("HELO/EHLO requires a domain")),
             (b"EHLO   ", Syntax("HELO/EHLO requires a domain")),
+            (
+                long_helo.as_bytes(),
+                Syntax("HELO/EHLO name longer than 255 octets"),
+            ),
             (b"NOOP\0", Syntax("control character in command")),
             (
                 b"MAIL FROM:<a@b>\rRCPT",

@@ -194,8 +194,7 @@ impl Session {
         let helo = self
             .greeting
             .as_ref()
-            .map(|g| g.name.as_str())
-            .unwrap_or("unknown");
+            .map_or_else(|| "unknown".to_string(), |g| trace_name(&g.name));
         let esmtp = self.greeting.as_ref().is_some_and(|g| g.esmtp);
         // RFC 3848 protocol types.
         let with = match (esmtp, self.is_tls(), self.identity.is_some()) {
@@ -279,9 +278,34 @@ fn missing_submission_headers(data: &[u8], id: &str, host: &str) -> Vec<u8> {
     out
 }
 
+/// The client's HELO name as the Received header shows it: printable ASCII, parentheses
+/// replaced too, so that a made-up name can neither put raw bytes in the header nor pass
+/// for the TCP information in the comment that follows it.
+fn trace_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '(' && c != ')' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_names_are_printable_ascii_without_parentheses() {
+        assert_eq!(trace_name("mx.example.com"), "mx.example.com");
+        assert_eq!(trace_name("[192.0.2.1]"), "[192.0.2.1]");
+        assert_eq!(
+            trace_name("good.example;(spoof)\u{e9}"),
+            "good.example;?spoof??"
+        );
+    }
 
     #[test]
     fn header_detection_stops_at_body() {
