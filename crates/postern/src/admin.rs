@@ -46,18 +46,18 @@ fn parse_address_as_given(address: &str) -> anyhow::Result<String> {
     Ok(a.to_string())
 }
 
-/// An alias target: normalized when hosted here; a remote one keeps its local part's case
-/// (RFC 5321 2.4: only its own host may fold it).
-async fn parse_alias_target(store: &Store, target: &str) -> anyhow::Result<String> {
+/// An alias target, and whether it is hosted here: normalized if so; a remote one keeps its
+/// local part's case (RFC 5321 2.4: only its own host may fold it).
+async fn parse_alias_target(store: &Store, target: &str) -> anyhow::Result<(String, bool)> {
     let t = parse_address_as_given(target)?;
     let hosted = store
         .is_local_domain(&normalize_address(store::domain_of(&t)))
         .await
         .map_err(explain)?;
     Ok(if hosted {
-        normalize_address(&t)
+        (normalize_address(&t), true)
     } else {
-        store::remote_address(&t)
+        (store::remote_address(&t), false)
     })
 }
 
@@ -172,13 +172,9 @@ pub async fn user_list(store: &Store, domain: Option<&str>) -> anyhow::Result<()
 
 pub async fn alias_add(store: &Store, source: &str, target: &str) -> anyhow::Result<()> {
     let s = parse_alias_source(source)?;
-    let t = parse_alias_target(store, target).await?;
+    let (t, hosted) = parse_alias_target(store, target).await?;
     ensure_hosted(store, &s).await?;
-    if store
-        .is_local_domain(store::domain_of(&t))
-        .await
-        .map_err(explain)?
-    {
+    if hosted {
         let found = store.lookup_address(&t).await.map_err(explain)?;
         if found.account.is_none() && found.alias_targets.is_empty() {
             bail!("target {t} is in a hosted domain but is neither a user nor an alias");
@@ -192,7 +188,7 @@ pub async fn alias_add(store: &Store, source: &str, target: &str) -> anyhow::Res
 pub async fn alias_remove(store: &Store, source: &str, target: Option<&str>) -> anyhow::Result<()> {
     let s = parse_alias_source(source)?;
     let t = match target {
-        Some(t) => Some(parse_alias_target(store, t).await?),
+        Some(t) => Some(parse_alias_target(store, t).await?.0),
         None => None,
     };
     store
