@@ -41,6 +41,9 @@ const FLUSH_AT: usize = 256 * 1024;
 const COMMAND_SLACK: u32 = 64 * 1024;
 /// Largest non-synchronising literal accepted when LITERAL- is advertised (RFC 7888 4).
 const LITERAL_MINUS_MAX: u32 = 4096;
+/// Largest command (line and literals together) before login: LOGIN and AUTHENTICATE need
+/// little, and an anonymous client must not make the server hold APPENDLIMIT per connection.
+const PRE_LOGIN_MAX: u32 = 16 * 1024;
 
 /// Why a session ends.
 #[derive(Debug)]
@@ -175,12 +178,20 @@ impl Session {
     /// Reads until one complete command is framed.
     async fn next_command(&mut self) -> Result<Next, End> {
         loop {
+            if self.user.is_none() && self.frag.message_bytes().len() > PRE_LOGIN_MAX as usize {
+                // Checked as the bytes arrive, so at most a chunk or two more is held; no
+                // answer would stop a client that is still sending, so the connection ends.
+                self.out
+                    .extend_from_slice(b"* BYE [TOOBIG] Command too large before login\r\n");
+                return Err(End::Closed);
+            }
             match self.frag.progress() {
                 Some(FragmentInfo::Line {
                     announcement: Some(LiteralAnnouncement { mode, length }),
                     ..
                 }) => {
                     let limit = match mode {
+                        _ if self.user.is_none() => PRE_LOGIN_MAX,
                         LiteralMode::NonSync => self.non_sync_limit(),
                         LiteralMode::Sync => self.srv.settings.max_append,
                     };

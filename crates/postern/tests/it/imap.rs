@@ -80,6 +80,41 @@ async fn authenticate_plain_with_and_without_initial_response() {
 }
 
 #[tokio::test]
+async fn before_login_commands_are_small() {
+    let s = TestServer::start().await;
+    // A literal of APPENDLIMIT's size is refused before it is sent...
+    let (mut c, _) = Imap::connect(s.imap()).await;
+    c.send(b"a LOGIN {25000000}\r\n").await;
+    let l = c.line().await.unwrap();
+    assert!(l.starts_with("a NO [TOOBIG]"), "{l}");
+    // ... and one line that grows past the pre-login bound ends the connection, long before
+    // the server would hold APPENDLIMIT of it.
+    let mut long = b"b LOGIN ".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 64 * 1024));
+    c.send(&long).await;
+    // (The BYE may be lost to the reset that closing with unread input sends.)
+    let l = c.line().await;
+    assert!(
+        l.as_deref().is_none_or(|l| l.starts_with("* BYE [TOOBIG]")),
+        "{l:?}"
+    );
+    if l.is_some() {
+        assert_eq!(c.line().await, None, "closed");
+    }
+    // After login the full APPENDLIMIT applies again.
+    let (mut c, _) = Imap::connect(s.imap()).await;
+    assert!(
+        c.cmd(&format!("LOGIN lee@naver.test \"{PASSWORD}\""))
+            .await
+            .ok()
+    );
+    let r = c
+        .cmd(&format!("APPEND INBOX {{40000+}}\r\n{}", "y".repeat(40000)))
+        .await;
+    assert!(r.status.starts_with("OK [APPENDUID "), "{r:?}");
+}
+
+#[tokio::test]
 async fn logindisabled_without_tls_for_remote_clients() {
     let s = TestServer::with_config("[auth]\nplaintext_on_loopback = false").await;
     let (mut c, greeting) = Imap::connect(s.imap()).await;
