@@ -351,7 +351,21 @@ impl Session {
             }
             Some(r) => {
                 if r.save {
-                    self.saved = uids;
+                    // RFC 5182 2.4: with MIN or MAX but neither ALL nor COUNT, only the
+                    // messages they name are saved.
+                    self.saved = if (r.min || r.max) && !(r.all || r.count) {
+                        let mut named = Vec::new();
+                        if r.min {
+                            named.extend(uids.first().copied());
+                        }
+                        if r.max {
+                            named.extend(uids.last().copied());
+                        }
+                        named.dedup();
+                        named
+                    } else {
+                        uids
+                    };
                 }
                 if r.min || r.max || r.all || r.count {
                     // RFC 4731 3.1; RFC 9051 7.3.4.

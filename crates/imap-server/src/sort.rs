@@ -159,7 +159,8 @@ impl Session {
             ThreadingAlgorithm::References => references(&items),
             ThreadingAlgorithm::Other(_) => return self.bad(tag, "Unknown threading algorithm"),
         };
-        self.untagged(&format!("THREAD {threads}"));
+        // RFC 5256: "THREAD" [SP 1*thread-list]; no space when nothing matched.
+        self.untagged(format!("THREAD {threads}").trim_end());
         self.finish(
             tag,
             if uid {

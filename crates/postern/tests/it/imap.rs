@@ -557,6 +557,14 @@ async fn esearch_searchres_sort_thread() {
     assert!(r.has("THREAD (1)(2 3)"), "{r:?}");
     let r = c.cmd("UID THREAD REFERENCES UTF-8 ALL").await;
     assert!(r.ok() && r.has("THREAD ("), "{r:?}");
+    // RFC 5256: "THREAD" [SP 1*thread-list], so no trailing space when nothing matched.
+    let r = c.cmd("THREAD REFERENCES UTF-8 SUBJECT nomatch").await;
+    assert_eq!(r.untagged, ["THREAD"], "{r:?}");
+    // RFC 5182 2.4: SAVE with MIN (and no ALL or COUNT) saves only the minimum.
+    let r = c.cmd("SEARCH RETURN (SAVE MIN) SUBJECT apple").await;
+    assert!(r.has(" MIN 2"), "{r:?}");
+    let r = c.cmd("FETCH $ (UID)").await;
+    assert_eq!(r.untagged, ["2 FETCH (UID 2)"], "{r:?}");
     let r = c.cmd("SEARCH CHARSET KOI8-R ALL").await;
     assert!(r.status.starts_with("NO [BADCHARSET"), "{r:?}");
 }
