@@ -205,20 +205,91 @@ pub(crate) fn uses_saved(tokens: &[Token]) -> bool {
         .any(|t| matches!(t, Token::Atom(a) if a == "$"))
 }
 
-/// Replaces each standalone `$` with `replacement`, and turns the command into its UID form
-/// when `make_uid` (the saved result is kept as UIDs).
-pub(crate) fn substitute_saved(tokens: &[Token], replacement: &str, make_uid: bool) -> Vec<u8> {
-    let mut t: Vec<Token> = tokens
-        .iter()
-        .map(|t| match t {
-            Token::Atom(a) if a == "$" => Token::Atom(replacement.to_string()),
-            t => t.clone(),
-        })
-        .collect();
-    if make_uid {
-        t.insert(1, Token::Atom("UID".into()));
+/// Replaces `$` where it stands for the saved result (RFC 5182 2.1) with `uids`, the saved
+/// UIDs: as the sequence set of FETCH, STORE, COPY, MOVE and UID EXPUNGE, which then become
+/// their UID forms; and in the criteria of SEARCH, SORT and THREAD, as a search key (written
+/// `UID <uids>`, so that the command keeps its numbering) or as the argument of the UID key.
+/// Anywhere else (a keyword, a mailbox name, a search string) `$` is an ordinary atom.
+/// `None` when the command does not use the saved result.
+pub(crate) fn substitute_saved(tokens: &[Token], uids: &str) -> Option<Vec<u8>> {
+    let is_uid = atom_is(tokens.get(1), "UID");
+    let verb_at = if is_uid { 2 } else { 1 };
+    let Some(Token::Atom(verb)) = tokens.get(verb_at) else {
+        return None;
+    };
+    let dollar = |t: Option<&Token>| matches!(t, Some(Token::Atom(a)) if a == "$");
+    let mut t = tokens.to_vec();
+    match verb.to_ascii_uppercase().as_str() {
+        "FETCH" | "STORE" | "COPY" | "MOVE" | "EXPUNGE" => {
+            if !dollar(t.get(verb_at + 1)) {
+                return None;
+            }
+            t[verb_at + 1] = Token::Atom(uids.to_string());
+            if !is_uid {
+                t.insert(1, Token::Atom("UID".into()));
+            }
+        }
+        verb @ ("SEARCH" | "SORT" | "THREAD") => {
+            // Where the search keys start: after CHARSET for SEARCH, after the sort criteria
+            // and the charset for SORT, after the algorithm and the charset for THREAD.
+            let mut i = verb_at + 1;
+            match verb {
+                "SEARCH" if atom_is(t.get(i), "CHARSET") => i += 2,
+                "SORT" => {
+                    let mut depth = 0usize;
+                    while let Some(tok) = t.get(i) {
+                        i += 1;
+                        match tok {
+                            Token::Open => depth += 1,
+                            Token::Close => depth = depth.saturating_sub(1),
+                            _ => {}
+                        }
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+                "THREAD" => i += 2,
+                _ => {}
+            }
+            let mut found = false;
+            while i < t.len() {
+                let Token::Atom(key) = &t[i] else {
+                    i += 1;
+                    continue;
+                };
+                let key = key.to_ascii_uppercase();
+                if key == "$" {
+                    t[i] = Token::Atom(format!("UID {uids}"));
+                    found = true;
+                } else if key == "UID" && dollar(t.get(i + 1)) {
+                    t[i + 1] = Token::Atom(uids.to_string());
+                    found = true;
+                }
+                i += 1 + search_key_arguments(&key, t.get(i + 1));
+            }
+            if !found {
+                return None;
+            }
+        }
+        _ => return None,
     }
-    render(&t)
+    Some(render(&t))
+}
+
+/// How many arguments follow a search key (RFC 9051 6.4.4 and the extensions we parse); a
+/// `$` among them is a value, not the saved result.
+fn search_key_arguments(key: &str, next: Option<&Token>) -> usize {
+    match key {
+        "HEADER" => 2,
+        // RFC 7162 3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence-valzer.
+        "MODSEQ" if matches!(next, Some(Token::Str(_))) => 3,
+        "BCC" | "BEFORE" | "BODY" | "CC" | "FROM" | "KEYWORD" | "LARGER" | "MODSEQ" | "ON"
+        | "OLDER" | "SENTBEFORE" | "SENTON" | "SENTSINCE" | "SINCE" | "SMALLER" | "SUBJECT"
+        | "TEXT" | "TO" | "UID" | "UNKEYWORD" | "YOUNGER" => 1,
+        _ => 0,
+    }
 }
 
 /// A LIST in the extended form.
@@ -366,15 +437,38 @@ mod tests {
 
     #[test]
     fn dollar_is_substituted() {
+        let sub = |line: &[u8]| {
+            let t = tokenize(line).unwrap();
+            substitute_saved(&t, "1:3,7").map(|b| String::from_utf8(b).unwrap())
+        };
         let t = tokenize(b"a2 UID FETCH $ (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n")
             .unwrap();
         assert!(uses_saved(&t));
         assert_eq!(
-            substitute_saved(&t, "1:3,7", false),
-            b"a2 UID FETCH 1:3,7 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n"
+            sub(b"a2 UID FETCH $ (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n").unwrap(),
+            "a2 UID FETCH 1:3,7 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n"
         );
-        let t = tokenize(b"a3 COPY $ Trash\r\n").unwrap();
-        assert_eq!(substitute_saved(&t, "5", true), b"a3 UID COPY 5 Trash\r\n");
+        assert_eq!(
+            sub(b"a3 COPY $ Trash\r\n").unwrap(),
+            "a3 UID COPY 1:3,7 Trash\r\n"
+        );
+        // Search keys keep the command's numbering; UID's argument takes the set alone.
+        assert_eq!(
+            sub(b"a4 SEARCH NOT $ UID $\r\n").unwrap(),
+            "a4 SEARCH NOT UID 1:3,7 UID 1:3,7\r\n"
+        );
+        assert_eq!(
+            sub(b"a5 SORT (REVERSE ARRIVAL) UTF-8 $\r\n").unwrap(),
+            "a5 SORT (REVERSE ARRIVAL) UTF-8 UID 1:3,7\r\n"
+        );
+        assert_eq!(
+            sub(b"a6 THREAD ORDEREDSUBJECT UTF-8 OR $ SUBJECT $\r\n").unwrap(),
+            "a6 THREAD ORDEREDSUBJECT UTF-8 OR UID 1:3,7 SUBJECT $\r\n"
+        );
+        // Elsewhere `$` is an ordinary atom: a keyword, a mailbox, a search string.
+        assert_eq!(sub(b"a7 STORE 1 +FLAGS ($)\r\n"), None);
+        assert_eq!(sub(b"a8 COPY 1 $\r\n"), None);
+        assert_eq!(sub(b"a9 SEARCH HEADER X-Tag $ KEYWORD $\r\n"), None);
     }
 
     #[test]

@@ -636,29 +636,21 @@ impl Session {
                 None => return Ok(Some(e.rest)),
             }
         }
-        let is_uid = words.get(1) == Some(&"UID");
         if extended::uses_saved(&tokens) {
-            if self.selected.is_none() {
-                self.bad(&tag, "Select a mailbox first")?;
-                return Ok(None);
-            }
-            // RFC 5182: `$` is the saved result; kept as UIDs and used through UID forms.
-            // An empty result becomes a UID that cannot exist, which matches nothing.
+            // RFC 5182: `$` is the saved result, kept as UIDs. An empty result becomes a UID
+            // that cannot exist, which matches nothing.
             let uids = if self.saved.is_empty() {
                 u32::MAX.to_string()
             } else {
                 crate::selected::compress_uids(&self.saved)
             };
-            let (replacement, make_uid) = if verb == "SEARCH" {
-                (format!("UID {uids}"), false)
-            } else {
-                (uids, !is_uid)
-            };
-            return Ok(Some(extended::substitute_saved(
-                &tokens,
-                &replacement,
-                make_uid,
-            )));
+            if let Some(rewritten) = extended::substitute_saved(&tokens, &uids) {
+                if self.selected.is_none() {
+                    self.bad(&tag, "Select a mailbox first")?;
+                    return Ok(None);
+                }
+                return Ok(Some(rewritten));
+            }
         }
         Ok(Some(extended::render(&tokens)))
     }

@@ -565,6 +565,21 @@ async fn esearch_searchres_sort_thread() {
     assert!(r.has(" MIN 2"), "{r:?}");
     let r = c.cmd("FETCH $ (UID)").await;
     assert_eq!(r.untagged, ["2 FETCH (UID 2)"], "{r:?}");
+    // With message 1 expunged, sequence numbers and UIDs differ: `$` in SORT and THREAD
+    // criteria names the saved messages, answered in sequence numbers.
+    assert!(c.cmd("SEARCH RETURN (SAVE) SUBJECT apple").await.ok());
+    assert!(c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").await.ok());
+    assert!(c.cmd("EXPUNGE").await.ok());
+    let r = c.cmd("SORT (SUBJECT) UTF-8 $").await;
+    assert_eq!(r.untagged, ["SORT 1 2"], "{r:?}");
+    let r = c.cmd("THREAD ORDEREDSUBJECT UTF-8 $").await;
+    assert_eq!(r.untagged, ["THREAD (1 2)"], "{r:?}");
+    // Elsewhere `$` is an ordinary atom: a keyword, a mailbox name.
+    let r = c.cmd("STORE 1 +FLAGS ($)").await;
+    assert!(r.has("1 FETCH (FLAGS ($))"), "{r:?}");
+    assert!(c.cmd("CREATE $").await.ok());
+    let r = c.cmd("COPY 2 $").await;
+    assert!(r.status.starts_with("OK [COPYUID "), "{r:?}");
     let r = c.cmd("SEARCH CHARSET KOI8-R ALL").await;
     assert!(r.status.starts_with("NO [BADCHARSET"), "{r:?}");
 }
