@@ -39,7 +39,8 @@ pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
 }
 
 /// Appends a literal: `{n}\r\n` followed by `s`, or with `binary` the RFC 3516 `literal8`
-/// form `~{n}\r\n`.
+/// form `~{n}\r\n`. A plain literal is CHAR8, without NUL (RFC 9051 9): a NUL in `s` goes
+/// out as 0x80, as Dovecot sends it, which keeps every length and partial offset right.
 pub fn literal(out: &mut Vec<u8>, s: &[u8], binary: bool) {
     if binary {
         out.push(b'~');
@@ -47,7 +48,11 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8], binary: bool) {
     out.push(b'{');
     out.extend_from_slice(s.len().to_string().as_bytes());
     out.extend_from_slice(b"}\r\n");
-    out.extend_from_slice(s);
+    if binary || !s.contains(&0) {
+        out.extend_from_slice(s);
+    } else {
+        out.extend(s.iter().map(|&b| if b == 0 { 0x80 } else { b }));
+    }
 }
 
 #[cfg(test)]
@@ -69,7 +74,11 @@ mod tests {
         assert_eq!(q("한".as_bytes(), false), "{3}\r\n한".as_bytes());
         assert_eq!(q("한".as_bytes(), true), "\"한\"".as_bytes());
         assert_eq!(q(b"\xff", true), b"{1}\r\n\xff");
-        assert_eq!(q(b"a\0", true), b"{2}\r\na\0");
+        assert_eq!(
+            q(b"a\0", true),
+            b"{2}\r\na\x80",
+            "no NUL in a plain literal"
+        );
         let mut v = Vec::new();
         nstring(&mut v, None);
         v.push(b' ');
