@@ -437,38 +437,36 @@ mod tests {
 
     #[test]
     fn dollar_is_substituted() {
-        let sub = |line: &[u8]| {
-            let t = tokenize(line).unwrap();
-            substitute_saved(&t, "1:3,7").map(|b| String::from_utf8(b).unwrap())
-        };
-        let t = tokenize(b"a2 UID FETCH $ (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n")
-            .unwrap();
+        let t = tokenize(b"a1 FETCH $ FLAGS\r\n").unwrap();
         assert!(uses_saved(&t));
-        assert_eq!(
-            sub(b"a2 UID FETCH $ (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n").unwrap(),
-            "a2 UID FETCH 1:3,7 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n"
-        );
-        assert_eq!(
-            sub(b"a3 COPY $ Trash\r\n").unwrap(),
-            "a3 UID COPY 1:3,7 Trash\r\n"
-        );
-        // Search keys keep the command's numbering; UID's argument takes the set alone.
-        assert_eq!(
-            sub(b"a4 SEARCH NOT $ UID $\r\n").unwrap(),
-            "a4 SEARCH NOT UID 1:3,7 UID 1:3,7\r\n"
-        );
-        assert_eq!(
-            sub(b"a5 SORT (REVERSE ARRIVAL) UTF-8 $\r\n").unwrap(),
-            "a5 SORT (REVERSE ARRIVAL) UTF-8 UID 1:3,7\r\n"
-        );
-        assert_eq!(
-            sub(b"a6 THREAD ORDEREDSUBJECT UTF-8 OR $ SUBJECT $\r\n").unwrap(),
-            "a6 THREAD ORDEREDSUBJECT UTF-8 OR UID 1:3,7 SUBJECT $\r\n"
-        );
-        // Elsewhere `$` is an ordinary atom: a keyword, a mailbox, a search string.
-        assert_eq!(sub(b"a7 STORE 1 +FLAGS ($)\r\n"), None);
-        assert_eq!(sub(b"a8 COPY 1 $\r\n"), None);
-        assert_eq!(sub(b"a9 SEARCH HEADER X-Tag $ KEYWORD $\r\n"), None);
+        for (line, want) in [
+            (
+                &b"a2 UID FETCH $ (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n"[..],
+                Some("a2 UID FETCH 1:3,7 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n"),
+            ),
+            (b"a3 COPY $ Trash\r\n", Some("a3 UID COPY 1:3,7 Trash\r\n")),
+            // Search keys keep the command's numbering; UID's argument takes the set alone.
+            (
+                b"a4 SEARCH NOT $ UID $\r\n",
+                Some("a4 SEARCH NOT UID 1:3,7 UID 1:3,7\r\n"),
+            ),
+            (
+                b"a5 SORT (REVERSE ARRIVAL) UTF-8 $\r\n",
+                Some("a5 SORT (REVERSE ARRIVAL) UTF-8 UID 1:3,7\r\n"),
+            ),
+            (
+                b"a6 THREAD ORDEREDSUBJECT UTF-8 OR $ SUBJECT $\r\n",
+                Some("a6 THREAD ORDEREDSUBJECT UTF-8 OR UID 1:3,7 SUBJECT $\r\n"),
+            ),
+            // Elsewhere `$` is an ordinary atom: a keyword, a mailbox, a search string.
+            (b"a7 STORE 1 +FLAGS ($)\r\n", None),
+            (b"a8 COPY 1 $\r\n", None),
+            (b"a9 SEARCH HEADER X-Tag $ KEYWORD $\r\n", None),
+        ] {
+            let t = tokenize(line).unwrap();
+            let got = substitute_saved(&t, "1:3,7").map(|b| String::from_utf8(b).unwrap());
+            assert_eq!(got.as_deref(), want, "{}", String::from_utf8_lossy(line));
+        }
     }
 
     #[test]
