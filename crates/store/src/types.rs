@@ -125,7 +125,11 @@ impl Flags {
             let n = n.as_ref();
             if let Some((bit, _)) = Self::NAMES.iter().find(|(_, s)| s.eq_ignore_ascii_case(n)) {
                 f.system |= bit;
-            } else if !n.starts_with('\\') && !n.is_empty() && !f.keywords.iter().any(|k| k == n) {
+            } else if !n.starts_with('\\')
+                && !n.is_empty()
+                // Keywords are case-insensitive (RFC 9051 2.3.2): the first spelling stays.
+                && !f.keywords.iter().any(|k| k.eq_ignore_ascii_case(n))
+            {
                 f.keywords.push(n.to_string());
             }
         }

@@ -207,7 +207,8 @@ async fn select_fetch_store_search_expunge() {
     assert!(c.cmd(&format!("SEARCH {}", many(64))).await.ok());
     let r = c.cmd(&format!("SEARCH {}", many(65))).await;
     assert!(r.status.starts_with("NO [LIMIT]"), "{r:?}");
-    let r = c.cmd("STORE 2 +FLAGS (\\Deleted $Work)").await;
+    // Keywords are case-insensitive: one spelling each.
+    let r = c.cmd("STORE 2 +FLAGS (\\Deleted $Work $WORK $work)").await;
     assert!(r.has("2 FETCH (FLAGS (\\Deleted $Work))"), "{r:?}");
     let r = c.cmd("UID STORE 1 FLAGS.SILENT (\\Seen \\Flagged)").await;
     assert!(r.ok() && r.untagged.is_empty(), "{r:?}");

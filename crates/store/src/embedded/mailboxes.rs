@@ -141,7 +141,14 @@ pub(super) fn snapshot(c: &Connection, mailbox: MailboxId) -> Result<MailboxSnap
             mailbox,
             uids,
             first_unseen,
-            keywords: keywords.into_iter().collect(),
+            // One spelling per keyword: they are case-insensitive (RFC 9051 2.3.2).
+            keywords: {
+                let mut lower = std::collections::HashSet::new();
+                keywords
+                    .into_iter()
+                    .filter(|k| lower.insert(k.to_ascii_lowercase()))
+                    .collect()
+            },
         })
     })();
     c.execute_batch("COMMIT")?;
