@@ -278,6 +278,21 @@ pub(crate) fn substitute_saved(tokens: &[Token], uids: &str) -> Option<Vec<u8>> 
     Some(render(&t))
 }
 
+/// `APPEND mailbox [flags] [date] UTF8 (literal8)` (RFC 6855 4) as the plain APPEND of the
+/// same message; `None` if the command has no such part.
+pub(crate) fn unwrap_utf8_append(tokens: &[Token]) -> Option<Vec<u8>> {
+    let at = tokens.windows(4).position(|w| {
+        atom_is(w.first(), "UTF8")
+            && w[1] == Token::Open
+            && matches!(w[2], Token::Str(_))
+            && w[3] == Token::Close
+    })?;
+    let mut t = tokens.to_vec();
+    let message = t[at + 2].clone();
+    t.splice(at..at + 4, [message]);
+    Some(render(&t))
+}
+
 /// How many arguments follow a search key (RFC 9051 6.4.4 and the extensions we parse); a
 /// `$` among them is a value, not the saved result.
 fn search_key_arguments(key: &str, next: Option<&Token>) -> usize {

@@ -607,6 +607,16 @@ impl Session {
             Some(v) => v,
             None => "",
         };
+        // RFC 6855 4: after ENABLE UTF8=ACCEPT, APPEND's message may come as `UTF8 (literal8)`,
+        // which imap-codec does not parse: it becomes a plain literal (copied, but this form
+        // is rare and only for messages with UTF-8 headers).
+        if verb == "APPEND" && self.utf8 && self.user.is_some() && upper.contains(" UTF8 (") {
+            return Ok(Some(
+                extended::tokenize(&bytes)
+                    .and_then(|t| extended::unwrap_utf8_append(&t))
+                    .unwrap_or(bytes),
+            ));
+        }
         let interesting = matches!(
             verb,
             "SEARCH" | "LIST" | "FETCH" | "STORE" | "COPY" | "MOVE" | "EXPUNGE" | "SORT" | "THREAD"

@@ -646,8 +646,18 @@ async fn modified_utf7_for_rev1_clients() {
     let r = c.cmd("LIST \"\" \"*\"").await;
     assert!(r.has("\"&1VytbcW0-\""), "{r:?}");
     let mut u = Imap::login(s.imap(), "lee@naver.test").await;
+    // RFC 6855 4: APPEND's UTF8 (literal8) form is refused until UTF8=ACCEPT is enabled...
+    let message = "Subject: 한국어\r\n\r\nhi\r\n";
+    let append = format!("APPEND Drafts UTF8 (~{{{}+}}\r\n{message})", message.len());
+    assert!(u.cmd(&append).await.status.starts_with("BAD"));
     assert!(u.cmd("ENABLE UTF8=ACCEPT").await.ok());
     assert!(u.cmd("LIST \"\" \"*\"").await.has("\"한국어\""));
+    // ... and then stores the message as sent.
+    let r = u.cmd(&append).await;
+    assert!(r.status.starts_with("OK [APPENDUID "), "{r:?}");
+    assert!(u.cmd("SELECT Drafts").await.ok());
+    let r = u.cmd("FETCH 1 BODY.PEEK[]").await;
+    assert!(r.has(message), "{r:?}");
 }
 
 #[tokio::test]
