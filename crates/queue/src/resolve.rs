@@ -43,10 +43,6 @@ pub enum Resolution {
     NotLocal,
 }
 
-fn split(address: &str) -> (&str, &str) {
-    address.rsplit_once('@').unwrap_or((address, ""))
-}
-
 impl Deliverer {
     /// Resolves one recipient address.
     pub async fn resolve(&self, address: &str) -> Result<Resolution, QueueError> {
@@ -105,12 +101,9 @@ impl Deliverer {
         }
         seen.insert(address.to_string(), None);
         // The address itself, its `+tag`-less form, then the catch-all.
-        let (local, domain) = split(address);
         let mut candidates = vec![address.to_string()];
-        if let Some((base, _tag)) = local.split_once('+') {
-            candidates.push(format!("{base}@{domain}"));
-        }
-        candidates.push(format!("@{domain}"));
+        candidates.extend(store::untagged(address));
+        candidates.push(format!("@{}", store::domain_of(address)));
         let mut resolved = false;
         for candidate in candidates {
             let found = self.store.lookup_address(&candidate).await?;

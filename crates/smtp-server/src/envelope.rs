@@ -91,11 +91,7 @@ impl Session {
             };
             let owned = match owned {
                 Ok(owned) => owned,
-                Err(e) => {
-                    tracing::error!("resolving sender: {e}");
-                    self.reply(Reply::new(451, "4.3.0", "Temporary lookup failure"));
-                    return Ok(());
-                }
+                Err(e) => return self.lookup_failed("sender", e),
             };
             if !owned {
                 return self.error_reply(Reply::new(
@@ -119,6 +115,18 @@ impl Session {
         Ok(())
     }
 
+    /// A store failure while resolving `what`: 451, the client may try again (not counted as
+    /// the client's error).
+    fn lookup_failed(&mut self, what: &str, e: queue::QueueError) -> Result<(), End> {
+        tracing::error!("resolving {what}: {e}");
+        self.reply(Reply::new(
+            451,
+            "4.3.0",
+            "Temporary lookup failure, try again later",
+        ));
+        Ok(())
+    }
+
     /// Whether `address` is `identity`'s own address, a `+tag` form of it, or an alias that
     /// delivers to it. The own address counts even when an alias forwards its mail elsewhere.
     async fn owns(
@@ -127,14 +135,8 @@ impl Session {
         address: &str,
     ) -> Result<bool, queue::QueueError> {
         let address = store::normalize_address(address);
-        let untagged = match address.rsplit_once('@') {
-            Some((local, domain)) => match local.split_once('+') {
-                Some((base, _tag)) => format!("{base}@{domain}"),
-                None => address.clone(),
-            },
-            None => address.clone(),
-        };
-        if untagged == store::normalize_address(&identity.address) {
+        let own = store::normalize_address(&identity.address);
+        if address == own || store::untagged(&address).is_some_and(|a| a == own) {
             return Ok(true);
         }
         Ok(match self.srv.deliverer.resolve(&address).await? {
@@ -171,11 +173,7 @@ impl Session {
                     .await
                 {
                     Ok(address) => address,
-                    Err(e) => {
-                        tracing::error!("resolving <Postmaster>: {e}");
-                        self.reply(Reply::new(451, "4.3.0", "Temporary lookup failure"));
-                        return Ok(());
-                    }
+                    Err(e) => return self.lookup_failed("<Postmaster>", e),
                 }
             }
             ForwardPath::Address(a) => {
@@ -191,15 +189,7 @@ impl Session {
         };
         let resolution = match self.srv.deliverer.resolve(&address).await {
             Ok(r) => r,
-            Err(e) => {
-                tracing::error!("resolving recipient {address}: {e}");
-                self.reply(Reply::new(
-                    451,
-                    "4.3.0",
-                    "Temporary lookup failure, try again later",
-                ));
-                return Ok(());
-            }
+            Err(e) => return self.lookup_failed(&address, e),
         };
         let targets = match resolution {
             Resolution::Deliver(targets) => targets,

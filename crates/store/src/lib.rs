@@ -250,6 +250,13 @@ pub fn normalize_address(address: &str) -> String {
     address.trim().to_lowercase()
 }
 
+/// `user@domain` for `user+tag@domain` (subaddressing); `None` when there is no tag.
+pub fn untagged(address: &str) -> Option<String> {
+    let (local, domain) = address.rsplit_once('@')?;
+    let (base, _tag) = local.split_once('+')?;
+    Some(format!("{base}@{domain}"))
+}
+
 /// A remote address as it goes on the wire: its local part exactly as given (RFC 5321 2.4:
 /// only the host that owns it may fold its case), its domain lower-cased.
 pub fn remote_address(address: &str) -> String {
